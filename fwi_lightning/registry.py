@@ -64,6 +64,18 @@ class Entry:
     version: str
 
 
+def _version(dist: str, declared: str | None) -> str:
+    """A distribution's version; an egg-info in a source tree declares none, so ask metadata."""
+    if declared:
+        return declared
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
 def _check_group(group: str) -> None:
     if group not in GROUPS:
         raise RegistryError(f"unknown component group '{group}'{suggestion(group, GROUPS)}; groups are {', '.join(GROUPS)}")
@@ -82,7 +94,7 @@ def _all_entries(group: str) -> dict[str, list[Entry]]:
         if dist in disabled:
             continue
         target = f"{ep.module_name}:{ep.object_name}" if ep.object_name else ep.module_name
-        entry = Entry(group, ep.name, target, dist, (ep.distro.version if ep.distro else None) or "?")
+        entry = Entry(group, ep.name, target, dist, _version(dist, ep.distro.version if ep.distro else None))
         same = found.setdefault(ep.name, [])
         if all(e.distribution != entry.distribution for e in same):
             same.append(entry)
@@ -269,15 +281,19 @@ def build(group: str, spec: Any, *, key: str, **injected: Any) -> Any:
         key: the YAML key path of the section, for error messages.
         **injected: the framework-provided arguments (e.g. ``problem``).
     """
+    from fwi_lightning.signature import convert_dataclass_params
+
     name, params = split_spec(spec, key=key)
     factory = load(group, name, key=f"{key}.name")
-    return factory(**injected, **params)
+    return factory(**injected, **convert_dataclass_params(factory, params, group))
 
 
 def build_mapping(group: str, spec: Any, *, key: str, weighted: bool = False, **injected: Any) -> dict[str, tuple[Any, float | None]]:
     """Build every entry of a name-keyed mapping: {label: (component, weight)}."""
+    from fwi_lightning.signature import convert_dataclass_params
+
     built = {}
     for label, (name, params, weight) in mapping_entries(spec, key=key, weighted=weighted).items():
         factory = load(group, name, key=f"{key}.{label}")
-        built[label] = (factory(**injected, **params), weight)
+        built[label] = (factory(**injected, **convert_dataclass_params(factory, params, group)), weight)
     return built

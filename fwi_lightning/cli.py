@@ -1,0 +1,117 @@
+"""`fwi-run`: run an experiment, or list the registered components.
+
+    fwi-run FILE.yaml [key=value ...]     fit, then test the best checkpoint
+    fwi-run FILE.yaml --dry-run           validate and build everything, train nothing
+    fwi-run FILE.yaml --print-config      print the resolved config
+    fwi-run list [GROUP] [--verbose]      registered components (imports nothing without --verbose)
+
+Every user mistake ends with one line on stderr and exit status 2. This module imports
+neither torch nor Lightning at module level, so `--help` and `list` answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from fwi_lightning import __version__
+from fwi_lightning.errors import FWIError
+
+EXIT_USAGE = 2
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fwi-run",
+        description="Run a deep-learning FWI experiment from one YAML file. "
+        "`fwi-run list [GROUP] [--verbose]` lists the registered components.",
+        epilog="examples:\n  fwi-run experiments/quickstart.yaml\n"
+        "  fwi-run experiments/quickstart.yaml trainer.max_epochs=1 model.network.width=8\n"
+        "  fwi-run experiments/quickstart.yaml callbacks.figures=null --dry-run\n  fwi-run list networks",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", metavar="FILE", help="experiment YAML file (or 'list')")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides; key=null removes a component")
+    parser.add_argument("--dry-run", action="store_true", help="validate and build every component, print a summary, train nothing")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--version", action="version", version=f"fwi-lightning {__version__}")
+    return parser
+
+
+def _list_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fwi-run list", description="List registered components with their distribution and version.")
+    parser.add_argument("group", nargs="?", help="one group: paradigms, networks, velocity, datamodules, losses, callbacks")
+    parser.add_argument("--verbose", "-v", action="store_true", help="load each component: add its description and any load error")
+    return parser
+
+
+def list_components(group: str | None, verbose: bool, out=None) -> None:
+    """Print the registered components, one per line, grouped."""
+    out = out or sys.stdout
+    from fwi_lightning import registry
+
+    groups = [group] if group else list(registry.GROUPS)
+    for g in groups:
+        found = registry.entries(g)
+        print(f"{g}:", file=out)
+        width = max(len(e.name) for e in found)
+        for e in found:
+            line = f"  {e.name:<{width}}  {e.distribution} {e.version}"
+            if verbose:
+                try:
+                    line += f"  {registry.describe(registry.load(g, e.name))}"
+                except FWIError as exc:
+                    if registry.strict_plugins():
+                        raise
+                    line += f"  LOAD ERROR: {exc.message}"
+            print(line, file=out)
+
+
+def run_experiment(file: str, overrides: list[str], *, dry_run: bool = False, print_config: bool = False) -> int:
+    """Load, validate and run one experiment; the last line printed is ``run dir: <path>``."""
+    from fwi_lightning.config import load_config, validate
+
+    cfg = load_config(file, overrides)
+    if print_config:
+        from omegaconf import OmegaConf
+
+        print(OmegaConf.to_yaml(OmegaConf.create(cfg.values)), end="")
+        return 0
+    validate(cfg)
+    from fwi_lightning import runner
+
+    if dry_run:
+        for key, value in runner.dry_run(cfg).items():
+            print(f"{key}: {value:,}" if isinstance(value, int) else f"{key}: {value}")
+        return 0
+    run = runner.Run.build(cfg)
+    for notice in run.notices:
+        print(notice, file=sys.stderr)
+    run.fit()
+    run.test()
+    run.write_summary()
+    for key, value in sorted(run.results.items()):
+        print(f"{key}: {value:.6g}")
+    print(f"run dir: {run.run_dir}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `fwi-run` and `python -m fwi_lightning`; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "list":
+            args = _list_parser().parse_args(argv[1:])
+            with warnings.catch_warnings():
+                warnings.simplefilter("default")
+                list_components(args.group, args.verbose)
+            return 0
+        args = _run_parser().parse_intermixed_args(argv)
+        return run_experiment(args.file, args.overrides, dry_run=args.dry_run, print_config=args.print_config)
+    except FWIError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
