@@ -90,7 +90,10 @@ def run_experiment(file: str, overrides: list[str], *, dry_run: bool = False, pr
         print(notice, file=sys.stderr)
     run.fit()
     run.test()
+    if not run.trainer.is_global_zero:
+        return 0
     run.write_summary()
+    run.close()
     for key, value in sorted(run.results.items()):
         print(f"{key}: {value:.6g}")
     print(f"run dir: {run.run_dir}")

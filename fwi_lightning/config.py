@@ -55,6 +55,7 @@ TOP_LEVEL = {
     "name": "run name",
     "group": "experiment group",
     "run_dir": "root folder of run folders",
+    "resume": "continue from 'last', a run folder or a checkpoint",
     "model": "the paradigm section",
     "data": "the data module section",
     "trainer": "Lightning Trainer arguments",

@@ -26,12 +26,27 @@ from fwi_lightning.config import Config
 from fwi_lightning.errors import ConfigError
 
 
+#: Set by rank 0 once its run folder exists; the processes Lightning launches for the
+#: other ranks inherit it, so a distributed run writes one folder, not one per rank.
+RUN_DIR_ENV = "FWI_LIGHTNING_RUN_DIR"
+
+
+def _is_worker_rank() -> bool:
+    """True in a process that Lightning launched for a rank other than 0."""
+    return any(os.environ.get(var, "0") not in ("", "0") for var in ("LOCAL_RANK", "NODE_RANK", "RANK"))
+
+
 def make_run_dir(cfg: Config) -> Path:
     """Create a new, empty run folder; never reuse or overwrite an existing one.
+
+    In a distributed run only rank 0 creates it; the other ranks use rank 0's.
 
     Raises:
         ConfigError: the folder cannot be created or written (before any training).
     """
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if inherited and _is_worker_rank():
+        return Path(inherited)
     v = cfg.values
     root = Path(v["run_dir"]) / v["group"]
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -45,8 +60,40 @@ def make_run_dir(cfg: Config) -> Path:
             raise ConfigError(f"cannot create the run folder {run_dir}: {exc.strerror}; set run_dir to a writable folder", key="run_dir", file=cfg.origin("run_dir")) from None
         if not os.access(run_dir, os.W_OK):
             raise ConfigError(f"run folder {run_dir} is not writable; set run_dir to a writable folder", key="run_dir", file=cfg.origin("run_dir"))
+        os.environ[RUN_DIR_ENV] = str(run_dir)  # processes launched for other ranks inherit it
         return run_dir
     raise ConfigError(f"could not find a free run folder name under {root}", key="run_dir", file=cfg.origin("run_dir"))
+
+
+def resolve_resume(cfg: Config) -> Path | None:
+    """The checkpoint to resume from: ``resume: last`` is the newest ``last.ckpt`` of
+    this experiment's earlier runs; a run folder means its ``checkpoints/last.ckpt``.
+
+    Raises:
+        ConfigError: nothing to resume from, or the file is not a checkpoint.
+    """
+    import zipfile
+
+    v = cfg.values
+    wanted = v.get("resume")
+    if wanted is None:
+        return None
+    if not isinstance(wanted, str):
+        raise cfg.error("resume", f"resume must be 'last' or a path, got {wanted!r}")
+    if wanted == "last":
+        root = Path(v["run_dir"]) / v["group"]
+        found = sorted(root.glob(f"{v['name']}-*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise cfg.error("resume", f"no earlier run of '{v['name']}' with checkpoints/last.ckpt under {root}; run it first or give resume=PATH")
+        return found[-1]
+    path = Path(wanted)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise cfg.error("resume", f"no checkpoint at {path}; give a .ckpt file or a run folder holding checkpoints/last.ckpt")
+    if not zipfile.is_zipfile(path):
+        raise cfg.error("resume", f"{path} is not a readable checkpoint (corrupt or not written by torch.save)")
+    return path
 
 
 def versions() -> dict[str, str]:
@@ -80,6 +127,7 @@ class Run:
     trainer: Any
     notices: list[str] = field(default_factory=list)
     results: dict[str, float] = field(default_factory=dict)
+    resume_from: Path | None = None
 
     @classmethod
     def build(cls, cfg: Config, *, run_dir: Path | None = None) -> "Run":
@@ -90,13 +138,18 @@ class Run:
         from fwi_lightning import registry
 
         v = cfg.values
+        resume_from = resolve_resume(cfg)
         pl.seed_everything(v["seed"], workers=True, verbose=False)
         run_dir = run_dir or make_run_dir(cfg)
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(v)))
+        if not _is_worker_rank():
+            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(v)))
         datamodule = registry.build("datamodules", v["data"], key="data", seed=v["seed"])
         model = registry.build("paradigms", v["model"], key="model", problem=datamodule.problem)
         callbacks = [built for built, _ in registry.build_mapping("callbacks", v.get("callbacks"), key="callbacks").values()]
         callbacks += _checkpoint_callbacks(v.get("checkpoint") or {}, run_dir)
+        from fwi_lightning.callbacks.guards import NonFiniteLossGuard
+
+        callbacks.append(NonFiniteLossGuard())
         if _show_progress():
             from lightning.pytorch.callbacks import RichProgressBar
 
@@ -108,10 +161,14 @@ class Run:
         trainer_args.setdefault("enable_progress_bar", _show_progress())
         trainer_args.setdefault("enable_model_summary", _show_progress())
         trainer = pl.Trainer(default_root_dir=str(run_dir), logger=loggers, callbacks=callbacks, **trainer_args)
-        return cls(cfg, run_dir, datamodule, model, trainer, [notice] if notice else [])
+        notices = [notice] if notice else []
+        if resume_from is not None:
+            notices.append(f"resuming from {resume_from}")
+        return cls(cfg, run_dir, datamodule, model, trainer, notices, resume_from=resume_from)
 
     def fit(self) -> None:
-        self.trainer.fit(self.model, datamodule=self.datamodule)
+        """Fit, continuing from the resumed checkpoint when there is one."""
+        self.trainer.fit(self.model, datamodule=self.datamodule, ckpt_path=str(self.resume_from) if self.resume_from else None)
 
     def test(self) -> dict[str, float]:
         """Test the best checkpoint (the last weights when none was saved)."""
@@ -119,6 +176,12 @@ class Run:
         results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt, verbose=False)
         self.results = {k: float(v) for r in results for k, v in r.items()}
         return self.results
+
+    def close(self) -> None:
+        """Finish the trackers (W&B writes its closing lines now, not at exit)."""
+        for logger in self.trainer.loggers:
+            if type(logger).__name__.endswith("WandbLogger") and getattr(logger, "_experiment", None) is not None:
+                logger.experiment.finish()
 
     def best_checkpoint(self) -> str | None:
         cb = self.trainer.checkpoint_callback
@@ -133,6 +196,7 @@ class Run:
             "seed": self.cfg.values["seed"],
             "metrics": dict(sorted(self.results.items())),
             "best_checkpoint": self.best_checkpoint(),
+            "resumed_from": str(self.resume_from) if self.resume_from else None,
             "best_score": _as_float(getattr(self.trainer.checkpoint_callback, "best_model_score", None)),
             "epochs": self.trainer.current_epoch,
             "global_step": self.trainer.global_step,
@@ -150,21 +214,27 @@ def _as_float(value: Any) -> float | None:
 
 
 def _checkpoint_callbacks(settings: dict[str, Any], run_dir: Path) -> list[Any]:
+    """The best checkpoint(s) by the monitored metric after each validation, and
+    ``last.ckpt`` after every epoch and, when asked, every N training steps.
+
+    Lightning writes each checkpoint to a temporary file and renames it, so a kill
+    mid-write never leaves a corrupt ``last.ckpt``.
+    """
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    ckpt_dir = run_dir / "checkpoints"
-    return [
-        ModelCheckpoint(
-            dirpath=str(ckpt_dir),
-            filename="best-{epoch}-{step}",
-            monitor=settings.get("monitor", "val/loss"),
-            mode=settings.get("mode", "min"),
-            save_top_k=settings.get("save_top_k", 1),
-            save_last=settings.get("save_last", True),
-            every_n_train_steps=settings.get("every_n_train_steps"),
-            auto_insert_metric_name=False,
-        )
-    ]
+    ckpt_dir = str(run_dir / "checkpoints")
+    best = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best-epoch{epoch}-step{step}",
+        monitor=settings.get("monitor", "val/loss"),
+        mode=settings.get("mode", "min"),
+        save_top_k=settings.get("save_top_k", 1),
+        auto_insert_metric_name=False,
+    )
+    if not settings.get("save_last", True):
+        return [best]
+    last = ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True, every_n_train_steps=settings.get("every_n_train_steps"))
+    return [best, last]
 
 
 def count_parameters(model: Any) -> int:
