@@ -158,6 +158,17 @@ def _parse_overrides(overrides: list[str], file: Optional[Path]) -> dict[str, An
         raise ConfigError(f"cannot parse command-line overrides: {' '.join(str(exc).split())}") from None
 
 
+def _merge(lower: Any, upper: Any) -> Any:
+    """`upper` over `lower`: mappings merge key by key; anything else replaces (so a
+    list may replace a mapping and validation, not the merge, says what is wrong)."""
+    if isinstance(lower, dict) and isinstance(upper, dict):
+        out = dict(lower)
+        for key, value in upper.items():
+            out[key] = _merge(lower.get(key), value)
+        return out
+    return upper
+
+
 def load_config(file: str | Path | None, overrides: list[str] | tuple[str, ...] = (), *, values: dict | None = None) -> Config:
     """Load an experiment: defaults < base files < the file < overrides.
 
@@ -179,9 +190,11 @@ def load_config(file: str | Path | None, overrides: list[str] | tuple[str, ...] 
         layers.append(("config", dict(values)))
     if overrides:
         layers.append((COMMAND_LINE, _parse_overrides(list(overrides), path)))
+    merged: dict[str, Any] = {}
+    for _, layer in layers:
+        merged = _merge(merged, layer)
     try:
-        merged = OmegaConf.merge(*[OmegaConf.create(layer) for _, layer in layers])
-        plain = OmegaConf.to_container(merged, resolve=True)
+        plain = OmegaConf.to_container(OmegaConf.create(merged), resolve=True)
     except Exception as exc:
         raise ConfigError(f"cannot merge config: {' '.join(str(exc).split())}", file=str(path) if path else None) from None
     plain.pop("base", None)
@@ -288,9 +301,29 @@ def _validate_mapping(cfg: Config, signature: Any, params: Any, key: str, what: 
         nested = dataclass_type(param.annotation)
         if nested is not None and isinstance(value, dict):
             _validate_mapping(cfg, dataclass_fields(nested), value, path, f"{what} {name}")
+            _check_constructs(cfg, nested, value, key)
     missing = [p.name for p in signature.params.values() if p.required and p.name not in params]
     if missing:
         raise cfg.error(key, f"{what} needs '{missing[0]}' (missing)")
+
+
+def _check_constructs(cfg: Config, cls: type, values: dict[str, Any], parent: str) -> None:
+    """Build a small dataclass section (e.g. a survey) now, so its own checks (grid,
+    stability, positions) report against the YAML key path before anything heavy runs."""
+    from fwi_lightning.signature import make_dataclass
+
+    try:
+        make_dataclass(cls, values)
+    except FWIError as exc:
+        raise relocate(exc, cfg, parent) from None
+
+
+def relocate(exc: FWIError, cfg: Config, parent: str) -> ConfigError:
+    """A component's own error (key relative to its section) -> one naming the YAML file and full key."""
+    if exc.file and not exc.key:
+        return ConfigError(exc.message, file=exc.file)
+    key = parent if not exc.key else (exc.key if exc.key.startswith(parent + ".") else f"{parent}.{exc.key}")
+    return ConfigError(exc.message, key=key, file=cfg.origin(key))
 
 
 def _validate_trainer(cfg: Config, section: Any) -> None:

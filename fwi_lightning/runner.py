@@ -18,12 +18,14 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fwi_lightning.config import Config
-from fwi_lightning.errors import ConfigError
+from fwi_lightning.errors import ConfigError, FWIError
 
 
 #: Set by rank 0 once its run folder exists; the processes Lightning launches for the
@@ -111,6 +113,15 @@ def versions() -> dict[str, str]:
     return found
 
 
+def _quiet_lightning() -> None:
+    """Keep Lightning's start-up chatter (accelerator lines, tips) out of the output;
+    its warnings still show."""
+    import logging
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _show_progress() -> bool:
     """Rich progress bars in a terminal; quiet in CI logs and pipes."""
     return sys.stderr.isatty() and not os.environ.get("CI")
@@ -138,13 +149,17 @@ class Run:
         from fwi_lightning import registry
 
         v = cfg.values
+        _quiet_lightning()
         resume_from = resolve_resume(cfg)
         pl.seed_everything(v["seed"], workers=True, verbose=False)
+        with _located_in(cfg, "data"):
+            datamodule = registry.build("datamodules", v["data"], key="data", seed=v["seed"])
+            problem = datamodule.problem
+        with _located_in(cfg, "model"):
+            model = registry.build("paradigms", v["model"], key="model", problem=problem)
         run_dir = run_dir or make_run_dir(cfg)
         if not _is_worker_rank():
             (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(v)))
-        datamodule = registry.build("datamodules", v["data"], key="data", seed=v["seed"])
-        model = registry.build("paradigms", v["model"], key="model", problem=datamodule.problem)
         callbacks = [built for built, _ in registry.build_mapping("callbacks", v.get("callbacks"), key="callbacks").values()]
         callbacks += _checkpoint_callbacks(v.get("checkpoint") or {}, run_dir)
         from fwi_lightning.callbacks.guards import NonFiniteLossGuard
@@ -207,6 +222,20 @@ class Run:
         tmp.write_text(json.dumps(summary, indent=2))
         tmp.replace(path)
         return path
+
+
+@contextmanager
+def _located_in(cfg: Config, section: str) -> Iterator[None]:
+    """Errors a component raises while it is built name the YAML file and the full key path."""
+    from fwi_lightning.config import relocate
+    from fwi_lightning.errors import DataError
+
+    try:
+        yield
+    except DataError:
+        raise
+    except FWIError as exc:
+        raise relocate(exc, cfg, section) from exc.__cause__
 
 
 def _as_float(value: Any) -> float | None:

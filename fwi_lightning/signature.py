@@ -91,16 +91,17 @@ def convert_dataclass_params(obj: Any, params: dict[str, Any], group: str | None
             continue
         cls = dataclass_type(p.annotation)
         if cls is not None:
-            out[name] = _make_dataclass(cls, value)
+            out[name] = make_dataclass(cls, value)
     return out
 
 
-def _make_dataclass(cls: type, values: dict[str, Any]) -> Any:
+def make_dataclass(cls: type, values: dict[str, Any]) -> Any:
+    """An instance of dataclass `cls` from a YAML mapping (nested dataclasses too)."""
     hints = typing.get_type_hints(cls, include_extras=True)
     converted = {}
     for k, v in values.items():
         inner = dataclass_type(hints.get(k, Any))
-        converted[k] = _make_dataclass(inner, v) if inner and isinstance(v, dict) else v
+        converted[k] = make_dataclass(inner, v) if inner and isinstance(v, dict) else v
     return cls(**converted)
 
 
