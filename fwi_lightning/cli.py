@@ -53,6 +53,8 @@ def list_components(group: str | None, verbose: bool, out=None) -> None:
 
     groups = [group] if group else list(registry.GROUPS)
     for g in groups:
+        if registry.strict_plugins():
+            registry.warn_broken(g)
         found = registry.entries(g)
         print(f"{g}:", file=out)
         width = max(len(e.name) for e in found)

@@ -160,7 +160,9 @@ def load(group: str, name: str, *, key: str | None = None) -> Any:
         try:
             return _import_target(name)
         except Exception as exc:
-            raise RegistryError(f"cannot import '{name}': {type(exc).__name__}: {exc}", key=key) from exc
+            raise RegistryError(
+                f"cannot import '{name}': {type(exc).__name__}: {exc} (is its folder on PYTHONPATH?)", key=key
+            ) from exc
     found = entry(group, name, key=key)
     try:
         obj = _import_target(found.target)

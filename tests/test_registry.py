@@ -17,12 +17,21 @@ class ToyNet:
 """
 
 
-def test_builtins_are_registered_by_fwi_lightning_itself():
-    for group in registry.GROUPS:
-        found = registry.entries(group)
-        assert found, group
-        assert {e.distribution for e in found} == {"fwi-lightning"}, group
-    assert "supervised" in registry.names("paradigms")
+BUILTINS = {
+    "paradigms": {"supervised"},
+    "networks": {"tiny", "inversionnet", "unet", "lstm", "transformer"},
+    "velocity": {"flatvel", "curvevel", "flatfault", "curvefault", "style", "model_file", "marmousi"},
+    "datamodules": {"simulated", "openfwi"},
+    "losses": {"l1", "l2", "ssim", "tv", "edge"},
+    "callbacks": {"early_stopping", "lr_monitor", "figures"},
+}
+
+
+@pytest.mark.parametrize("group", registry.GROUPS)
+def test_builtins_are_registered_by_fwi_lightning_itself(group):
+    found = {e.name: e for e in registry.entries(group)}
+    assert BUILTINS[group] <= set(found)
+    assert {found[name].distribution for name in BUILTINS[group]} == {"fwi-lightning"}
 
 
 def test_listing_imports_nothing(fake_distribution):
