@@ -114,12 +114,17 @@ def versions() -> dict[str, str]:
 
 
 def _quiet_lightning() -> None:
-    """Keep Lightning's start-up chatter (accelerator lines, tips) out of the output;
-    its warnings still show."""
+    """Keep Lightning's start-up chatter (accelerator lines, tips) and two misleading
+    warnings out of the output: the CSV logger's "previous log files will be deleted"
+    (the run folder is new; it holds only this run's config.yaml) and an internal
+    deprecation of Lightning's own. Other warnings still show."""
     import logging
+    import warnings
 
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
 
 
 def _show_progress() -> bool:

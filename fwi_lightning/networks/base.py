@@ -97,7 +97,9 @@ def norm_layer(norm: Norm, channels: int) -> nn.Module:
         return nn.BatchNorm2d(channels)
     if norm == "instance":
         return nn.InstanceNorm2d(channels, affine=True)
-    return nn.Identity()
+    if norm == "none":
+        return nn.Identity()
+    raise ConfigError(f"unknown norm '{norm}'; choose batch, instance or none", key="model.network.norm")
 
 
 class ConvBlock(nn.Sequential):

@@ -1,0 +1,1 @@
+"""Lightning callbacks of fwi-lightning: figures, run guards and (later) curricula."""

@@ -1,0 +1,232 @@
+"""Random windows from a 2D velocity model file (npy), e.g. Marmousi.
+
+The file is resampled once to the survey's grid spacing. Its columns are cut into
+contiguous lateral regions, one per split in the order train, val, test (by
+`fractions`), and each window lies wholly inside its split's region, so no training
+window overlaps a validation or test window.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+from scipy.ndimage import gaussian_filter, map_coordinates
+
+from fwi_lightning.data.families.base import SPLITS, VelocityFamily
+from fwi_lightning.errors import ConfigError, DataError
+
+#: Default lateral share of the model per split.
+DEFAULT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
+
+#: Where Marmousi is looked for, relative to a data directory.
+MARMOUSI_FILE = "marmousi/marmousi_vp_z751_x2301_d4m_f32.npy"
+MARMOUSI_SHAPE = (751, 2301)
+MARMOUSI_SPACING = 4.0
+
+#: Environment variable naming the data directory.
+DATA_ENV = "FWI_LIGHTNING_DATA"
+
+
+def user_cache() -> Path:
+    """The per-user data directory searched after $FWI_LIGHTNING_DATA."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fwi-lightning"
+
+
+def resample(model: np.ndarray, file_spacing: float, spacing: float) -> np.ndarray:
+    """Resample a [NZ, NX] model from `file_spacing` to `spacing` m on the same origin.
+
+    The output keeps every node within the file's extent; when coarsening, the model
+    is first smoothed with a Gaussian of sigma 0.5 * (ratio - 1) file cells against
+    aliasing. Linear interpolation.
+    """
+    ratio = spacing / file_spacing
+    if np.isclose(ratio, 1.0):
+        return np.asarray(model, dtype=np.float32)
+    source = np.asarray(model, dtype=np.float64)
+    if ratio > 1:
+        source = gaussian_filter(source, 0.5 * (ratio - 1), mode="nearest")
+    shape = [int(np.floor((n - 1) / ratio + 1e-9)) + 1 for n in source.shape]
+    grid = np.meshgrid(*(np.arange(n) * ratio for n in shape), indexing="ij")
+    return map_coordinates(source, grid, order=1, mode="nearest").astype(np.float32)
+
+
+class ModelFile(VelocityFamily):
+    """Random windows from any 2D velocity model in an npy file, resampled to the survey grid.
+
+    Velocities outside `velocity_range` are clipped to it (``clip: true``, the default)
+    or refused with a DataError (``clip: false``).
+
+    Args:
+        shape, spacing, velocity_range: injected (see `VelocityFamily`).
+        path: the npy file, [NZ_file, NX_file] (depth first) float velocities in m/s.
+        file_spacing: the file's grid spacing in m.
+        fractions: lateral share of the model per split (train, val, test regions in
+            that order, left to right).
+        depth: ``"top"``: windows start at the surface; ``"random"``: at a random depth.
+        clip: clip out-of-range velocities (True) or refuse the file (False).
+
+    Raises:
+        DataError: a missing, unreadable, non-2D or non-numeric file (at construction);
+            non-finite or non-positive values, or a model too small for the window of a
+            split (at the first sample).
+        ConfigError: invalid fractions or spacing.
+    """
+
+    def __init__(
+        self,
+        shape: Sequence[int],
+        spacing: float,
+        velocity_range: Sequence[float],
+        path: str,
+        file_spacing: float,
+        fractions: Optional[Mapping[str, float]] = None,
+        depth: Literal["top", "random"] = "top",
+        clip: bool = True,
+    ):
+        super().__init__(shape, spacing, velocity_range)
+        if not file_spacing > 0:
+            raise ConfigError(f"expected the file's grid spacing in m (> 0), got {file_spacing}", key="file_spacing")
+        self.path = Path(path).expanduser()
+        self.file_spacing = float(file_spacing)
+        self.fractions = _fractions(fractions)
+        if depth not in ("top", "random"):
+            raise ConfigError(f"expected 'top' or 'random', got {depth!r}", key="depth")
+        self.depth = depth
+        self.clip = bool(clip)
+        self.file_shape = _npy_shape(self.path)
+        self._model: Optional[np.ndarray] = None
+
+    @property
+    def model(self) -> np.ndarray:
+        """The whole file resampled to the survey spacing, [NZ', NX'] float32 m/s (loaded once)."""
+        if self._model is None:
+            self._model = self._load()
+        return self._model
+
+    def _load(self) -> np.ndarray:
+        try:
+            raw = np.load(self.path, mmap_mode="r")
+            values = np.asarray(raw, dtype=np.float64)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read the velocity model: {exc}", file=str(self.path)) from exc
+        if not np.isfinite(values).all() or values.min() <= 0:
+            raise DataError("expected finite velocities > 0 m/s; the file holds NaN, infinite or non-positive values", file=str(self.path))
+        v_min, v_max = self.velocity_range
+        if not self.clip and (values.min() < v_min or values.max() > v_max):
+            raise DataError(
+                f"velocities span {values.min():g} to {values.max():g} m/s, outside velocity_range [{v_min:g}, {v_max:g}]; "
+                "widen velocity_range or set clip: true",
+                file=str(self.path),
+            )
+        model = resample(values, self.file_spacing, self.spacing)
+        nz, nx = self.shape
+        if model.shape[0] < nz:
+            raise DataError(
+                f"at {self.spacing} m the model is {model.shape[0]} cells deep, fewer than the survey's nz={nz}",
+                file=str(self.path),
+            )
+        for split in SPLITS:
+            lo, hi = self.region(split, model.shape[1])
+            if hi - lo < nx and self.fractions[split] > 0:
+                raise DataError(
+                    f"the {split} region is {hi - lo} columns wide at {self.spacing} m, narrower than the window "
+                    f"(nx={nx}); give {split} a larger share in 'fractions' or use a smaller survey",
+                    file=str(self.path),
+                )
+        return model
+
+    def region(self, split: str, width: int) -> tuple[int, int]:
+        """Columns [start, stop) of `split`'s lateral region in a model `width` columns wide."""
+        edges = np.round(np.cumsum([0.0] + [self.fractions[s] for s in SPLITS]) * width).astype(int)
+        i = SPLITS.index(split)
+        return int(edges[i]), int(edges[i + 1])
+
+    def generate(self, rng: np.random.Generator, split: str) -> np.ndarray:
+        """One window of the resampled model inside `split`'s region, [NZ, NX] m/s."""
+        model = self.model
+        nz, nx = self.shape
+        lo, hi = self.region(split, model.shape[1])
+        if hi - lo < nx:
+            raise DataError(f"no {split} region: its share in 'fractions' is 0", file=str(self.path))
+        x0 = int(rng.integers(lo, hi - nx + 1))
+        z0 = int(rng.integers(0, model.shape[0] - nz + 1)) if self.depth == "random" else 0
+        return model[z0 : z0 + nz, x0 : x0 + nx]
+
+
+class Marmousi(ModelFile):
+    """Windows of the original IFP Marmousi model (751 x 2301 at 4 m), found on disk.
+
+    Looked for as `path` (the file, or a directory holding ``marmousi/...``), then
+    ``$FWI_LIGHTNING_DATA/marmousi/marmousi_vp_z751_x2301_d4m_f32.npy``, then the same
+    under the user cache (``~/.cache/fwi-lightning``). Its 1500-5500 m/s are clipped to
+    the velocity range unless ``clip: false``.
+
+    Raises:
+        DataError: the file is in none of those places (the message says where to put
+            it), or is not a 751 x 2301 array.
+    """
+
+    def __init__(
+        self,
+        shape: Sequence[int],
+        spacing: float,
+        velocity_range: Sequence[float],
+        path: Optional[str] = None,
+        fractions: Optional[Mapping[str, float]] = None,
+        depth: Literal["top", "random"] = "top",
+        clip: bool = True,
+    ):
+        found = find_marmousi(path)
+        super().__init__(shape, spacing, velocity_range, path=str(found), file_spacing=MARMOUSI_SPACING, fractions=fractions, depth=depth, clip=clip)
+        if self.file_shape != MARMOUSI_SHAPE:
+            raise DataError(f"expected the Marmousi model of shape {MARMOUSI_SHAPE} (depth, lateral), got {self.file_shape}", file=str(found))
+
+
+def find_marmousi(path: Optional[str] = None) -> Path:
+    """The Marmousi npy file: `path`, then $FWI_LIGHTNING_DATA, then the user cache.
+
+    Raises:
+        DataError: not found; the message lists the places tried and where to put it.
+    """
+    candidates = []
+    if path:
+        given = Path(path).expanduser()
+        candidates += [given / MARMOUSI_FILE, given / Path(MARMOUSI_FILE).name] if given.is_dir() else [given]
+    if os.environ.get(DATA_ENV):
+        candidates.append(Path(os.environ[DATA_ENV]).expanduser() / MARMOUSI_FILE)
+    candidates.append(user_cache() / MARMOUSI_FILE)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = ", ".join(str(c) for c in candidates)
+    raise DataError(
+        f"Marmousi model not found (tried {tried}). Put {Path(MARMOUSI_FILE).name} (751 x 2301 float32 m/s at 4 m, depth "
+        f"first) at ${DATA_ENV}/{MARMOUSI_FILE} (or {user_cache() / MARMOUSI_FILE}), or set 'path' to the file"
+    )
+
+
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    """The shape of a 2D numeric npy file, read from its header only."""
+    if not path.is_file():
+        raise DataError("velocity model file not found; check 'path'", file=str(path))
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"not a readable npy file ({exc}); expected a 2D float array of velocities in m/s", file=str(path)) from exc
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+        raise DataError(f"expected a 2D numeric array [depth, lateral] in m/s, got shape {array.shape} of {array.dtype}", file=str(path))
+    return tuple(array.shape)
+
+
+def _fractions(fractions: Optional[Mapping[str, float]]) -> dict[str, float]:
+    values = dict(DEFAULT_FRACTIONS if fractions is None else {s: 0.0 for s in SPLITS} | dict(fractions))
+    unknown = set(values) - set(SPLITS)
+    if unknown:
+        raise ConfigError(f"unknown split(s) {sorted(unknown)}; expected {', '.join(SPLITS)}", key="fractions")
+    if any(v < 0 for v in values.values()) or not 0 < sum(values.values()) <= 1 + 1e-9:
+        raise ConfigError(f"expected shares >= 0 summing to at most 1, got {values}", key="fractions")
+    return values

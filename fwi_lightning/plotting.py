@@ -1,0 +1,111 @@
+"""Figures of velocity models, gathers and training curves (matplotlib, no pyplot).
+
+Figures are built on `matplotlib.figure.Figure` with the Agg canvas, so they work
+without a display and never touch the user's pyplot backend. Axes are in km and
+seconds; colour bars in m/s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from fwi_lightning.problem import Problem
+
+
+def velocity_extent(problem: Problem) -> tuple[float, float, float, float]:
+    """imshow extent (left, right, bottom, top) in km of the velocity grid (cell centres at i * spacing)."""
+    nz, nx = problem.velocity_shape
+    h = problem.survey.spacing / 1000.0
+    return (-h / 2, (nx - 0.5) * h, (nz - 0.5) * h, -h / 2)
+
+
+def velocity_comparison(problem: Problem, true: np.ndarray, predicted: np.ndarray, data: np.ndarray | None = None,
+                        title: str = "") -> Figure:
+    """One row per sample: true, predicted, predicted - true velocity, and the middle shot gather.
+
+    Args:
+        problem: grid spacing, velocity range, sampling interval.
+        true, predicted: [N, NZ, NX] velocity in m/s.
+        data: [N, S, T, R] raw amplitudes, or None to leave the gather column out.
+        title: figure title.
+    """
+    n = len(true)
+    columns = 4 if data is not None else 3
+    fig = Figure(figsize=(3.4 * columns, 2.9 * n + 0.6), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    axes = np.asarray(fig.subplots(n, columns, squeeze=False))
+    v_min, v_max = problem.velocity_range
+    extent = velocity_extent(problem)
+    error = predicted - true
+    limit = max(float(np.abs(error).max()), 1e-6)
+    for row in range(n):
+        panels = [(true[row], "true", "viridis", v_min, v_max), (predicted[row], "predicted", "viridis", v_min, v_max),
+                  (error[row], "predicted - true", "RdBu_r", -limit, limit)]
+        for col, (image, label, cmap, lo, hi) in enumerate(panels):
+            ax = axes[row, col]
+            shown = ax.imshow(image, extent=extent, cmap=cmap, vmin=lo, vmax=hi, aspect="auto")
+            fig.colorbar(shown, ax=ax, label="m/s")
+            ax.set_title(label)
+            ax.set_xlabel("x (km)")
+            ax.set_ylabel("depth (km)")
+        if data is not None:
+            _gather(fig, axes[row, 3], problem, data[row, data.shape[1] // 2], data.shape[1] // 2)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _gather(fig: Figure, ax, problem: Problem, gather: np.ndarray, shot: int) -> None:
+    """Plot one shot gather [T, R] against receiver position in km and time in s, clipped at the 99th percentile."""
+    clip = max(float(np.percentile(np.abs(gather), 99)), 1e-12)
+    survey = problem.survey
+    duration = gather.shape[0] * survey.dt
+    columns = survey.receiver_columns
+    h = survey.spacing / 1000.0
+    shown = ax.imshow(gather, cmap="gray", vmin=-clip, vmax=clip, aspect="auto",
+                      extent=(columns[0] * h, columns[-1] * h, duration, 0.0))
+    fig.colorbar(shown, ax=ax, label="amplitude")
+    ax.set_title(f"shot {shot} gather")
+    ax.set_xlabel("receiver x (km)")
+    ax.set_ylabel("time (s)")
+
+
+def training_curves(history: Mapping[str, Sequence[tuple[int, float]]]) -> Figure:
+    """Losses (left, log scale) and dimensionless validation metrics (right) against epoch.
+
+    Args:
+        history: metric name -> [(epoch, value), ...], e.g. ``train/loss``, ``val/loss``, ``val/ssim``.
+    """
+    fig = Figure(figsize=(11, 4), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    losses, scores = fig.subplots(1, 2)
+    for name, points in sorted(history.items()):
+        if not points:
+            continue
+        epochs, values = zip(*points)
+        if name.endswith("loss") or name.startswith("train/"):
+            losses.plot(epochs, values, marker="o", markersize=3, label=name)
+        elif name in ("val/mae", "val/rmse", "val/ssim"):
+            scores.plot(epochs, values, marker="o", markersize=3, label=name)
+    losses.set_yscale("log")
+    losses.set_title("losses")
+    scores.set_title("validation metrics (OpenFWI scale)")
+    for ax in (losses, scores):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    return fig
+
+
+def save(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
+    """Write a figure as PNG (folders created); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path

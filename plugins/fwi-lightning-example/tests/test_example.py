@@ -1,0 +1,69 @@
+"""The plugin's components against fwi-lightning's contracts (fwi_lightning.testing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from fwi_lightning import registry, testing
+
+EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "example.yaml"
+
+
+def test_network_contract():
+    testing.check_network("example_mlp", hidden=[32])
+
+
+def test_loss_contract():
+    testing.check_loss("example_gradient_difference", alpha=2.0)
+
+
+def test_velocity_family_contract():
+    testing.check_velocity_family("example_anomaly", amplitude=[0.2, 0.3])
+
+
+def test_callback_contract():
+    check = testing.check_callback("example_saturation", margin=0.05)
+    assert 0.0 <= check.fit_metrics["val/saturation"] <= 1.0
+    assert check.fit_metrics["val/velocity_std_ms"] > 0.0
+
+
+def test_datamodule_contract():
+    testing.check_datamodule("example_dead_traces", fraction=0.25, base=testing.tiny_data_config())
+
+
+@pytest.mark.parametrize("network", ["example_mlp", "tiny"])
+def test_paradigm_contract_with_plugin_and_builtin_networks(network):
+    check = testing.check_paradigm("example_noise_consistency", network={"name": network, **testing.tiny_settings("networks", network)})
+    assert check.fit_metrics["train/consistency"] > 0.0  # noise moved the prediction
+    assert check.run.model.hparams.consistency == 0.1
+
+
+def test_every_component_is_registered_by_this_distribution():
+    mine = {g: [e for e in registry.entries(g) if e.distribution == "fwi-lightning-example"] for g in registry.GROUPS}
+    assert all(len(found) == 1 and found[0].name.startswith("example_") for found in mine.values()), mine
+    assert {found[0].version for found in mine.values()} == {"0.1.0"}
+
+
+def test_dead_traces_are_zero_in_every_shot_and_fixed_per_sample():
+    datamodule = testing.tiny_datamodule({"name": "example_dead_traces", "fraction": 0.25, "base": testing.tiny_data_config()})
+    clean = testing.tiny_batch("val", datamodule.base)["data"]
+    dead = testing.tiny_batch("val", datamodule)["data"]
+    silent = (dead == 0).all(dim=2)  # [B, S, R]: receivers recording nothing
+    assert silent.sum(dim=-1).eq(4).all()  # 25 % of 16 receivers, in every shot
+    assert torch.equal(silent[:, 0], silent[:, 1])  # the same channels in both shots
+    assert torch.equal(dead[~silent.unsqueeze(2).expand_as(dead)], clean[~silent.unsqueeze(2).expand_as(clean)])
+
+
+def test_gradient_difference_ignores_a_constant_offset_but_not_a_blur():
+    problem = testing.tiny_problem()
+    loss = registry.build("losses", {"name": "example_gradient_difference"}, key="losses", problem=problem)
+    velocity = torch.full((1, 1, 16, 16), 2000.0)
+    velocity[..., 8:, :] = 3500.0
+    batch = {"velocity": velocity}
+    assert float(loss(velocity + 300.0, batch)) == pytest.approx(0.0, abs=1e-6)
+    blurred = velocity.clone()
+    blurred[..., 7:9, :] = 2750.0
+    assert float(loss(blurred, batch)) > 0.01

@@ -1,0 +1,98 @@
+"""Metrics against independent computations: scikit-image SSIM, hand-computed MAE/RMSE, re-simulation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity as skimage_ssim
+
+from fwi_lightning.metrics import FamilyMetrics, structural_similarity, velocity_metrics
+from fwi_lightning.physics.survey import Survey
+from fwi_lightning.problem import Problem
+
+SURVEY = Survey(nz=16, nx=16, spacing=10.0, nt=120, dt=0.002, peak_freq=15.0, n_shots=2, n_receivers=16)
+PROBLEM = Problem(SURVEY, velocity_range=(1500.0, 4500.0), data_range=(-3.0, 3.0))
+
+
+def skimage_reference(x: np.ndarray, y: np.ndarray) -> float:
+    return skimage_ssim(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0)
+
+
+@pytest.mark.parametrize("shape", [(70, 70), (16, 16), (24, 40)])
+def test_ssim_matches_skimage_gaussian_ssim_on_random_pairs(shape):
+    rng = np.random.default_rng(sum(shape))
+    for _ in range(3):
+        x = rng.random(shape)
+        y = np.clip(x + rng.normal(0.0, rng.uniform(0.05, 0.5), shape), 0.0, 1.0)
+        ours = structural_similarity(torch.tensor(x, dtype=torch.float32)[None, None], torch.tensor(y, dtype=torch.float32)[None, None])
+        assert float(ours) == pytest.approx(skimage_reference(x, y), abs=1e-3)
+
+
+def test_ssim_metric_scales_velocity_to_unit_range_and_averages_samples():
+    rng = np.random.default_rng(3)
+    truth = rng.uniform(1500.0, 4500.0, (3, 1, 16, 16))
+    prediction = np.clip(truth + rng.normal(0.0, 400.0, truth.shape), 1500.0, 4500.0)
+    expected = np.mean([skimage_reference((p[0] - 1500.0) / 3000.0, (t[0] - 1500.0) / 3000.0) for p, t in zip(prediction, truth)])
+    metrics = velocity_metrics(PROBLEM)
+    metrics.update(torch.tensor(prediction, dtype=torch.float32), torch.tensor(truth, dtype=torch.float32))
+    assert float(metrics.compute()["ssim"]) == pytest.approx(expected, abs=1e-3)
+
+
+def test_mae_and_rmse_pool_every_cell_in_m_per_s_and_on_openfwi_scale():
+    metrics = velocity_metrics(PROBLEM)
+    truth = torch.full((1, 1, 16, 16), 3000.0)
+    # Batch 1: one sample 300 m/s too fast everywhere. Batch 2: two samples, one exact, one 600 m/s too slow.
+    metrics.update(truth + 300.0, truth)
+    metrics.update(torch.cat([truth, truth - 600.0]), torch.cat([truth, truth]))
+    values = {k: float(v) for k, v in metrics.compute().items()}
+    mae_ms = (300.0 + 0.0 + 600.0) / 3
+    rmse_ms = math.sqrt((300.0**2 + 0.0 + 600.0**2) / 3)
+    assert values["mae_ms"] == pytest.approx(mae_ms)
+    assert values["rmse_ms"] == pytest.approx(rmse_ms)
+    # [-1, 1] over 1500..4500 m/s: 1 m/s is 2 / 3000.
+    assert values["mae"] == pytest.approx(mae_ms * 2 / 3000)
+    assert values["rmse"] == pytest.approx(rmse_ms * 2 / 3000)
+
+
+def test_stage_prefixes_give_the_logged_names():
+    names = set(velocity_metrics(PROBLEM).clone(prefix="val/").keys(keep_base=False))
+    assert names == {"val/mae", "val/rmse", "val/ssim", "val/mae_ms", "val/rmse_ms"}
+
+
+def test_family_breakdown_reports_each_family_seen():
+    breakdown = FamilyMetrics(velocity_metrics(PROBLEM), ["flatvel", "curvefault", "style"], prefix="test/")
+    truth = torch.full((3, 1, 16, 16), 2000.0)
+    prediction = truth + torch.tensor([100.0, 300.0, 500.0]).view(3, 1, 1, 1)
+    breakdown.update(prediction, truth, torch.tensor([0, 1, 0]))
+    values = breakdown.compute()
+    assert float(values["test/flatvel/mae_ms"]) == pytest.approx(300.0)
+    assert float(values["test/curvefault/mae_ms"]) == pytest.approx(300.0)
+    assert float(values["test/flatvel/rmse_ms"]) == pytest.approx(math.sqrt((100.0**2 + 500.0**2) / 2))
+    assert not any(k.startswith("test/style/") for k in values)
+    breakdown.reset()
+    assert breakdown.compute() == {}
+
+
+def test_data_misfit_is_zero_for_the_true_model_and_grows_with_error():
+    simulator_module = pytest.importorskip("fwi_lightning.physics.simulator")
+    from fwi_lightning.metrics.data_misfit import DataMisfit
+
+    truth = torch.full((2, SURVEY.nz, SURVEY.nx), 2000.0)
+    truth[:, 8:] = 3000.0
+    observed = simulator_module.Simulator(SURVEY, velocity_range=PROBLEM.velocity_range)(truth)
+    misfit = DataMisfit(PROBLEM)
+    misfit.update(truth[:, None], observed)
+    assert float(misfit.compute()) == pytest.approx(0.0, abs=1e-5)
+    values = []
+    for shift in (100.0, 400.0):
+        misfit.reset()
+        misfit.update(truth[:, None] + shift, observed)
+        values.append(float(misfit.compute()))
+    assert 0.0 < values[0] < values[1]
+    # By hand for one sample: ||d - F(v)|| / ||d||.
+    simulated = simulator_module.Simulator(SURVEY, velocity_range=PROBLEM.velocity_range)(truth + 400.0)
+    expected = float(((observed - simulated)[0].norm() / observed[0].norm() + (observed - simulated)[1].norm() / observed[1].norm()) / 2)
+    assert values[1] == pytest.approx(expected, rel=1e-4)
