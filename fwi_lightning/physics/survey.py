@@ -18,9 +18,9 @@ from typing import Any, Optional
 from fwi_lightning.errors import ConfigError, suggestion
 
 #: Numerics presets. ``accurate`` is deepwave's defaults (PML 20 cells, Courant 0.6);
-#: ``fast`` (the training default) takes one time step per sample up to ~4950 m/s at
-#: 10 m / 1 ms and a thinner PML: about 3x cheaper, 0.6 % change in the data
-#: (benchmarks/README.md, "Simulation").
+#: ``fast`` (the training default) takes one time step per sample up to 4950 m/s at
+#: 10 m / 1 ms and a thinner PML: 2.3x cheaper per OpenFWI-size sample, changing the
+#: data by 0.2-0.6 % (benchmarks/README.md, "Simulation").
 NUMERICS: dict[str, dict[str, Any]] = {
     "fast": {"courant_number": 0.7, "pml_width": 10},
     "accurate": {"courant_number": None, "pml_width": None},
