@@ -55,6 +55,7 @@ def make_loggers(logger_cfg: dict[str, Any] | None, run_dir: Path, run_name: str
     mode, notice = wandb_mode(logger_cfg.get("mode"))
     if mode == "disabled":
         return loggers, notice
+    os.environ.setdefault("WANDB_SILENT", "true")  # W&B's own banner; the notice says what matters
     loggers.append(
         _wandb_logger_class()(
             project=logger_cfg.get("project", "fwi-lightning"),

@@ -125,6 +125,8 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
+    # the first ModelCheckpoint is the best-by-monitor one: "best" means what it should
+    warnings.filterwarnings("ignore", message=".*called with Trainer configured with multiple `ModelCheckpoint`")
 
 
 def _show_progress() -> bool:
