@@ -18,9 +18,9 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from fwi_lightning.data.base import SplitDataModule
 from fwi_lightning.data.families.base import SPLITS
 from fwi_lightning.data.normalisation import log_amplitude_range
 from fwi_lightning.errors import ConfigError, DataError
@@ -156,7 +156,7 @@ class OpenFWIDataset(Dataset):
         return item
 
 
-class OpenFWIDataModule(LightningDataModule):
+class OpenFWIDataModule(SplitDataModule):
     """OpenFWI npy files (data*.npy with model*.npy) read by memory map, never preloaded.
 
     Give each split either globs (``data_files`` and ``model_files``, paired in natural
@@ -266,14 +266,3 @@ class OpenFWIDataModule(LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self.dataloader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self.dataloader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self.dataloader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.dataloader("test")

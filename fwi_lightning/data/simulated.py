@@ -33,12 +33,12 @@ from typing import Any, Literal, Optional
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningDataModule
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torch.utils.data.distributed import DistributedSampler
 
 from fwi_lightning import registry
+from fwi_lightning.data.base import SplitDataModule
 from fwi_lightning.data.families.base import SPLITS, VelocityFamily, sample_rng, sample_seed
 from fwi_lightning.data.normalisation import log_amplitude_range
 from fwi_lightning.errors import ConfigError
@@ -191,7 +191,7 @@ def init_worker(worker_id: int) -> None:
     libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024)
 
 
-class SimulatedDataModule(LightningDataModule):
+class SimulatedDataModule(SplitDataModule):
     """Velocity families simulated on the fly with deepwave: unlimited, deterministic, no disk.
 
     Batches: ``data`` [B, S, T, R] raw amplitudes, ``velocity`` [B, 1, NZ, NX] m/s,
@@ -370,18 +370,6 @@ class SimulatedDataModule(LightningDataModule):
             for b, index in enumerate(batch["index"].tolist()):
                 items[index] = {k: v[b] for k, v in batch.items()}
         return CachedDataset(items)
-
-    def train_dataloader(self) -> DataLoader:
-        return self.dataloader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self.dataloader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self.dataloader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.dataloader("test")
 
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
         """Simulate a velocity-only batch on its device (one batched deepwave call)."""
