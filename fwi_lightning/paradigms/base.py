@@ -123,7 +123,7 @@ class ParadigmBase(LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_and_reset(self.test_metrics, self.test_family_metrics)
         if self.test_data_misfit.update_called:
-            self.log("test/data_misfit", self.test_data_misfit.compute())
+            self.log("test/data_misfit", self.test_data_misfit.compute(), sync_dist=True)
         self.test_data_misfit.reset()
 
     def _log_and_reset(self, *collections: Any) -> None:
@@ -131,8 +131,8 @@ class ParadigmBase(LightningModule):
             if collection is None:
                 continue
             values = collection.compute() if _was_updated(collection) else {}
-            if values:
-                self.log_dict(values)
+            if values:  # torchmetrics already reduced them over ranks: syncing averages equal values
+                self.log_dict(values, sync_dist=True)
             collection.reset()
 
     # -- optimiser and scheduler from YAML ------------------------------------------
