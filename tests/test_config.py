@@ -212,3 +212,28 @@ def test_list_shows_every_group_with_distribution(capsys):
     for group in ("paradigms:", "networks:", "velocity:", "datamodules:", "losses:", "callbacks:"):
         assert group in out
     assert "inversionnet  fwi-lightning" in out.replace("   ", "  ")
+
+
+def test_quickstart_misspelled_width_on_command_line_and_in_yaml(tmp_path, capsys):
+    from pathlib import Path
+
+    quickstart = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
+    assert main([str(quickstart), "model.network.widht=8"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{quickstart} (command line): key 'model.network.widht'" in err and "(did you mean 'width'?)" in err
+    in_yaml = tmp_path / "typo.yaml"
+    in_yaml.write_text(f"base: [{quickstart}]\nmodel: {{network: {{widht: 8}}}}\n")
+    assert main([str(in_yaml)]) == 2
+    err = capsys.readouterr().err
+    assert f"{in_yaml}: key 'model.network.widht'" in err and "(did you mean 'width'?)" in err
+
+
+def test_inversionnet_width_is_openfwi_proportions():
+    from fwi_lightning import registry
+    from fwi_lightning.physics.survey import Survey
+    from fwi_lightning.problem import Problem
+
+    problem = Problem(Survey(), (1500.0, 4500.0), (-1.0, 1.0))
+    net = registry.build("networks", {"name": "inversionnet", "width": 32}, key="model.network", problem=problem)
+    assert sum(p.numel() for p in net.parameters()) == 24_409_123

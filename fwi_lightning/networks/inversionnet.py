@@ -9,7 +9,7 @@ to the velocity grid, so no shape makes the network fail.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Literal, Optional, Sequence
 
 import torch
 from torch import nn
@@ -34,13 +34,17 @@ class InversionNet(VelocityNetwork):
     Args:
         problem: survey and scaling (injected).
         channels: the five widths (dim1..dim5); OpenFWI: 32, 64, 128, 256, 512.
+        width: shorthand for OpenFWI's proportions: channels = width x (1, 2, 4, 8, 16);
+            when set it replaces `channels` (width 32 is OpenFWI's network).
         norm: normalisation of every block; OpenFWI: batch (instance norm cannot
             normalise the 1 x 1 latent).
     """
 
     def __init__(self, problem: Problem, channels: Sequence[int] = (32, 64, 128, 256, 512),
-                 norm: Literal["batch", "none"] = "batch"):
+                 width: Optional[int] = None, norm: Literal["batch", "none"] = "batch"):
         super().__init__(problem)
+        if width is not None:
+            channels = tuple(width * k for k in (1, 2, 4, 8, 16))
         d1, d2, d3, d4, d5 = check_channels(channels, network="inversionnet", exactly=5)
         shots = self.data_shape[0]
         self.encoder = nn.Sequential(
