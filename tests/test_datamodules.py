@@ -17,13 +17,6 @@ from fwi_lightning.physics.filters import bandpass
 SURVEY = Survey(nz=16, nx=16, spacing=10.0, nt=120, dt=0.002, peak_freq=15.0, n_shots=2, n_receivers=16)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """deepwave runs fastest, and load-proof, on one thread per process (see `Simulator` cpu_threads)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 FAMILIES = {"flatvel": 1.0, "curvefault": 0.5}
 
 
