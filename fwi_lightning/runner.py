@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fwi_lightning.config import Config
-from fwi_lightning.errors import ConfigError, FWIError
+from fwi_lightning.errors import ConfigError, DataError, FWIError
 
 
 #: Set by rank 0 once its run folder exists; the processes Lightning launches for the
@@ -172,7 +172,8 @@ class Run:
         from fwi_lightning.callbacks.guards import NonFiniteLossGuard
 
         callbacks.append(NonFiniteLossGuard())
-        if _show_progress():
+        progress = _show_progress()
+        if progress:
             from lightning.pytorch.callbacks import RichProgressBar
 
             callbacks.append(RichProgressBar())
@@ -180,8 +181,8 @@ class Run:
 
         loggers, notice = make_loggers(v.get("logger"), run_dir, run_dir.name, v)
         trainer_args = dict(v.get("trainer") or {})
-        trainer_args.setdefault("enable_progress_bar", _show_progress())
-        trainer_args.setdefault("enable_model_summary", _show_progress())
+        trainer_args.setdefault("enable_progress_bar", progress)
+        trainer_args.setdefault("enable_model_summary", progress)
         trainer = pl.Trainer(default_root_dir=str(run_dir), logger=loggers, callbacks=callbacks, **trainer_args)
         notices = [notice] if notice else []
         if resume_from is not None:
@@ -235,7 +236,6 @@ class Run:
 def _located_in(cfg: Config, section: str) -> Iterator[None]:
     """Errors a component raises while it is built name the YAML file and the full key path."""
     from fwi_lightning.config import relocate
-    from fwi_lightning.errors import DataError
 
     try:
         yield
