@@ -170,8 +170,9 @@ class Run:
         callbacks = [built for built, _ in registry.build_mapping("callbacks", v.get("callbacks"), key="callbacks").values()]
         callbacks += _checkpoint_callbacks(v.get("checkpoint") or {}, run_dir)
         from fwi_lightning.callbacks.guards import NonFiniteLossGuard
+        from fwi_lightning.callbacks.resume import RandomState
 
-        callbacks.append(NonFiniteLossGuard())
+        callbacks += [NonFiniteLossGuard(), RandomState()]
         progress = _show_progress()
         if progress:
             from lightning.pytorch.callbacks import RichProgressBar
@@ -256,10 +257,10 @@ def _checkpoint_callbacks(settings: dict[str, Any], run_dir: Path) -> list[Any]:
     Lightning writes each checkpoint to a temporary file and renames it, so a kill
     mid-write never leaves a corrupt ``last.ckpt``.
     """
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from fwi_lightning.callbacks.resume import RunCheckpoint
 
     ckpt_dir = str(run_dir / "checkpoints")
-    best = ModelCheckpoint(
+    best = RunCheckpoint(
         dirpath=ckpt_dir,
         filename="best-epoch{epoch}-step{step}",
         monitor=settings.get("monitor", "val/loss"),
@@ -269,7 +270,7 @@ def _checkpoint_callbacks(settings: dict[str, Any], run_dir: Path) -> list[Any]:
     )
     if not settings.get("save_last", True):
         return [best]
-    last = ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True, every_n_train_steps=settings.get("every_n_train_steps"))
+    last = RunCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True, every_n_train_steps=settings.get("every_n_train_steps"))
     return [best, last]
 
 

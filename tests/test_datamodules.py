@@ -9,7 +9,8 @@ import torch
 
 from fwi_lightning.data.normalisation import log_amplitude_range
 from fwi_lightning.data.openfwi import OpenFWIDataModule
-from fwi_lightning.data.simulated import SampleSampler, SimulatedDataModule
+from fwi_lightning.data.sampling import ResumableLoader, SampleSampler
+from fwi_lightning.data.simulated import SimulatedDataModule
 from fwi_lightning.errors import ConfigError, DataError, RegistryError
 from fwi_lightning.physics import Simulator, Survey
 from fwi_lightning.physics.filters import bandpass
@@ -99,6 +100,62 @@ def test_sampler_splits_ranks_and_epochs_without_overlap():
             assert len(indices) == 4 and not seen & set(indices)
             seen |= set(indices)
     assert sorted(set(SampleSampler(5, 1, 2).__iter__())) == [0, 1, 3]  # padding wraps, like DistributedSampler
+
+
+def test_shuffled_sampler_permutes_per_epoch_from_the_seed():
+    def order(seed, epoch, rank=0, world=1):
+        sampler = SampleSampler(10, rank, world, shuffle=True, seed=seed)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    assert sorted(order(0, 0)) == list(range(10)) and order(0, 0) != list(range(10))
+    assert order(0, 0) == order(0, 0) and order(0, 0) != order(0, 1) and order(0, 0) != order(1, 0)
+    ranks = [order(0, 2, rank, 2) for rank in range(2)]
+    assert sorted(ranks[0] + ranks[1]) == list(range(10))
+
+
+class Indices(torch.utils.data.Dataset):
+    def __len__(self):
+        return 1000
+
+    def __getitem__(self, index):
+        return index
+
+
+def test_resumable_loader_continues_an_epoch_after_the_batches_it_handed_out():
+    def loader(epoch):
+        sampler = SampleSampler(20, fresh=True)
+        sampler.set_epoch(epoch)
+        return ResumableLoader(Indices(), sampler, batch_size=3)
+
+    whole = [b.tolist() for b in loader(1)]
+    assert len(whole) == 7
+    interrupted = loader(1)
+    batches = iter(interrupted)
+    seen = [next(batches).tolist() for _ in range(3)]
+    state = interrupted.state_dict()
+    assert state == {"epoch": 1, "batches": 3}
+
+    resumed = loader(1)
+    resumed.load_state_dict(state)
+    rest = [b.tolist() for b in resumed]
+    assert seen + rest == whole
+    assert resumed.state_dict() == {"epoch": 1, "batches": 7}
+    assert [b.tolist() for b in resumed] == whole  # only the first iteration skips
+
+    other_epoch = loader(2)
+    other_epoch.load_state_dict(state)  # a checkpoint of epoch 1 does not skip into epoch 2
+    assert len(list(other_epoch)) == 7
+    finished = loader(1)
+    finished.load_state_dict({"epoch": 1, "batches": 7})  # saved at the end of the epoch
+    assert len(list(finished)) == 7
+
+
+def test_loaders_leave_the_global_rng_alone():
+    before = torch.get_rng_state()
+    for split in ("train", "val"):
+        list(module(num_workers=0).dataloader(split))
+    assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_family_weights_set_the_mix():

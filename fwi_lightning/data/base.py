@@ -16,6 +16,11 @@ class SplitDataModule(LightningDataModule):
     def dataloader(self, split: str) -> DataLoader:
         raise NotImplementedError
 
+    def ranks(self) -> tuple[int, int]:
+        """(global rank, world size) of this process; (0, 1) before a trainer is attached."""
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
     def train_dataloader(self) -> DataLoader:
         return self.dataloader("train")
 

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from fwi_lightning.data.base import SplitDataModule
 from fwi_lightning.data.families.base import SPLITS
 from fwi_lightning.data.normalisation import log_amplitude_range
+from fwi_lightning.data.sampling import ResumableLoader, SampleSampler
 from fwi_lightning.errors import ConfigError, DataError
 from fwi_lightning.physics.survey import Survey
 from fwi_lightning.problem import Problem
@@ -260,9 +261,8 @@ class OpenFWIDataModule(SplitDataModule):
         """
         if split not in self.datasets:
             raise ConfigError(f"no {split} files: set data_files.{split} or split_files.{split}", key=f"data.data_files.{split}")
-        shuffle = split == "train"
-        return DataLoader(
-            self.datasets[split], batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-        )
+        rank, world = self.ranks()
+        dataset = self.datasets[split]
+        sampler = SampleSampler(len(dataset), rank, world, shuffle=split == "train", seed=self.seed)
+        return ResumableLoader(dataset, sampler, self.batch_size, seed=self.seed, num_workers=self.num_workers)
 

@@ -35,12 +35,12 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
-from torch.utils.data.distributed import DistributedSampler
 
 from fwi_lightning import registry
 from fwi_lightning.data.base import SplitDataModule
 from fwi_lightning.data.families.base import SPLITS, VelocityFamily, sample_rng, sample_seed
 from fwi_lightning.data.normalisation import log_amplitude_range
+from fwi_lightning.data.sampling import ResumableLoader, SampleSampler
 from fwi_lightning.errors import ConfigError
 from fwi_lightning.physics import filters
 from fwi_lightning.physics.simulator import Simulator
@@ -124,40 +124,6 @@ class CachedDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return self.items[index]
-
-
-class SampleSampler(DistributedSampler):
-    """Global sample indices of one split for one rank and epoch.
-
-    Subclasses `DistributedSampler` so Lightning keeps it under DDP instead of wrapping
-    it: it splits the indices over ranks itself. Every rank gets ceil(size / world)
-    indices (equal batch counts). Rank r takes positions r, r + world, ...; with
-    `fresh`, epoch e offsets them by e * world * ceil(size / world), so no sample repeats
-    across ranks or epochs; without it, positions wrap modulo `size` (the few padding
-    duplicates of `DistributedSampler`).
-
-    Args:
-        size: samples per epoch over all ranks.
-        rank: this process's global rank. world_size: number of ranks.
-        fresh: new indices every epoch (training) or the same ones (validation, test).
-    """
-
-    def __init__(self, size: int, rank: int = 0, world_size: int = 1, fresh: bool = False):
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} outside world of {world_size}")
-        self.size, self.rank, self.num_replicas, self.fresh = size, rank, world_size, fresh
-        self.num_samples = math.ceil(size / world_size)
-        self.total_size = self.num_samples * world_size
-        self.epoch, self.shuffle, self.drop_last, self.seed = 0, False, False, 0
-
-    def __iter__(self):
-        offset = self.epoch * self.total_size if self.fresh else 0
-        for k in range(self.num_samples):
-            position = self.rank + k * self.num_replicas
-            yield offset + position if self.fresh else position % self.size
-
-    def __len__(self) -> int:
-        return self.num_samples
 
 
 class BatchCollate:
@@ -326,10 +292,6 @@ class SimulatedDataModule(SplitDataModule):
     def _dataset(self, split: str) -> VelocityDataset:
         return VelocityDataset(self.families, self.seed, split, self.sizes[split])
 
-    def _ranks(self) -> tuple[int, int]:
-        trainer = self.trainer
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-
     def simulates_on_device(self) -> bool:
         """True when `on_after_batch_transfer` simulates (on the trainer's device)."""
         if self.simulate_on != "auto":
@@ -338,12 +300,12 @@ class SimulatedDataModule(SplitDataModule):
         return trainer is not None and trainer.strategy.root_device.type != "cpu"
 
     def _loader(self, split: str, dataset: Dataset, pipeline: Optional[SimulationPipeline]) -> DataLoader:
-        rank, world = self._ranks()
+        rank, world = self.ranks()
         sampler = SampleSampler(self.sizes[split], rank, world, fresh=self.fresh_train and split == "train")
         workers = self.num_workers
         context = "fork" if workers and "fork" in multiprocessing.get_all_start_methods() else None
-        return DataLoader(
-            dataset, batch_size=self.batch_size, sampler=sampler, num_workers=workers,
+        return ResumableLoader(
+            dataset, sampler, self.batch_size, seed=self.seed, num_workers=workers,
             collate_fn=BatchCollate(pipeline), worker_init_fn=init_worker if workers else None,
             multiprocessing_context=context,
         )
