@@ -66,8 +66,9 @@ OPENFWI_INVERSIONNET = {"FlatVel-A": (0.0131, 0.9895), "CurveVel-A": (0.0685, 0.
 
 #: Seconds kept free for the test beyond its estimate (checkpoint loading, loggers).
 TEST_MARGIN_S = 20.0
-#: The test re-simulates every prediction: this many times the test set's simulation time.
-TEST_SIMULATION_FACTOR = 1.5
+#: The test re-simulates every prediction and draws its gallery: this many times the test
+#: set's simulation time (measured 2.1x on 2026-11-25, when 1.5x overran the budget by 8.6 s).
+TEST_SIMULATION_FACTOR = 2.5
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -96,3 +96,16 @@ def test_data_misfit_is_zero_for_the_true_model_and_grows_with_error():
     simulated = simulator_module.Simulator(SURVEY, velocity_range=PROBLEM.velocity_range)(truth + 400.0)
     expected = float(((observed - simulated)[0].norm() / observed[0].norm() + (observed - simulated)[1].norm() / observed[1].norm()) / 2)
     assert values[1] == pytest.approx(expected, rel=1e-4)
+
+
+def test_ssim_under_autocast_is_computed_in_float32():
+    rng = np.random.default_rng(5)
+    x = rng.random((16, 16))
+    y = np.clip(x + rng.normal(0.0, 0.2, x.shape), 0.0, 1.0)
+    xt, yt = (torch.tensor(a, dtype=torch.float32)[None, None] for a in (x, y))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = structural_similarity(xt, yt)
+        halves = structural_similarity(xt.bfloat16(), yt.bfloat16())
+    assert mixed.dtype == halves.dtype == torch.float32
+    assert float(mixed) == pytest.approx(skimage_reference(x, y), abs=1e-3)
+    assert float(halves) == pytest.approx(skimage_reference(x, y), abs=5e-3)  # inputs rounded, statistics not

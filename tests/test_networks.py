@@ -121,3 +121,19 @@ def test_lstm_gru_cell_is_a_gru():
     with torch.no_grad():
         velocity = net.eval()(torch.randn(2, *problem.data_shape))
     assert velocity.shape == (2, 1, 16, 16) and velocity.min() >= 1500.0 and velocity.max() <= 4500.0
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_velocity_is_float32_under_mixed_precision(name):
+    """bfloat16 autocast (``trainer.precision=bf16-mixed``) must not round the velocity:
+    the output head runs in float32, so predictions match full precision to a few m/s."""
+    problem = problem_for(SURVEYS["square"])
+    net = build(name, problem).eval()
+    data = torch.randn(2, *problem.data_shape) * 5.0
+    with torch.no_grad():
+        full = net(data)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = net(data)
+    assert mixed.dtype == torch.float32
+    assert torch.isfinite(mixed).all() and mixed.min() >= 1500.0 and mixed.max() <= 4500.0
+    assert (mixed - full).abs().max() < 150.0  # bfloat16 features, float32 head

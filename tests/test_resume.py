@@ -11,13 +11,16 @@ generators (`RandomState`) and the best-checkpoint record (`RunCheckpoint`) rest
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
@@ -55,17 +58,28 @@ def _fwi_run(experiment: Path, run_root: Path, *extra: str, kill_at: int | None 
     )
 
 
-def _summary(proc: subprocess.CompletedProcess) -> dict:
+def _finished(proc: subprocess.CompletedProcess) -> tuple[Path, dict]:
+    """The run folder and summary of a run that ended normally."""
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = Path(proc.stdout.strip().splitlines()[-1].removeprefix("run dir: "))
-    return json.loads((run_dir / "summary.json").read_text())
+    return run_dir, json.loads((run_dir / "summary.json").read_text())
+
+
+def _validation_losses(run_dir: Path) -> dict[int, str]:
+    """Epoch -> val/loss as metrics.csv wrote it."""
+    with open(run_dir / "metrics.csv") as f:
+        return {int(row["epoch"]): row["val/loss"] for row in csv.DictReader(f) if row.get("val/loss")}
+
+
+def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
 
 
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
     experiment = tmp_path / "resume_check.yaml"
     experiment.write_text(SETTINGS.format(quickstart=REPO / "experiments" / "quickstart.yaml"))
 
-    uninterrupted = _summary(_fwi_run(experiment, tmp_path / "whole"))
+    whole_dir, uninterrupted = _finished(_fwi_run(experiment, tmp_path / "whole"))
 
     killed = _fwi_run(experiment, tmp_path / "killed", kill_at=KILL_STEP)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
@@ -78,9 +92,15 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
     assert checkpoint["global_step"] % batches_per_epoch != 0
     files_before = {p: p.stat().st_size for p in killed_dir.rglob("*") if p.is_file()}
 
-    resumed = _summary(_fwi_run(experiment, tmp_path / "killed", "resume=last"))
+    resumed_dir, resumed = _finished(_fwi_run(experiment, tmp_path / "killed", "resume=last"))
 
     assert resumed["resumed_from"] == str(last)
+    # bit-identical weights at the end: the resumed run trained on exactly the same batches
+    whole_weights, resumed_weights = _final_weights(whole_dir), _final_weights(resumed_dir)
+    assert whole_weights.keys() == resumed_weights.keys()
+    assert all(torch.equal(whole_weights[k], resumed_weights[k]) for k in whole_weights)
+    # the epochs validated after the resume (1 and 2) gave the same numbers
+    assert _validation_losses(resumed_dir) == {e: v for e, v in _validation_losses(whole_dir).items() if e >= 1}
     assert resumed["metrics"] == uninterrupted["metrics"]
     assert {"test/mae", "test/ssim", "test/data_misfit"} <= set(resumed["metrics"])
     assert (resumed["global_step"], resumed["epochs"]) == (uninterrupted["global_step"], uninterrupted["epochs"])
@@ -88,3 +108,14 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
     assert Path(resumed["best_checkpoint"]).name == Path(uninterrupted["best_checkpoint"]).name
     # the interrupted run's files are all still there, unchanged
     assert {p: p.stat().st_size for p in killed_dir.rglob("*") if p.is_file()} == files_before
+
+
+def test_random_state_restores_every_generator_and_loads_weights_only(tmp_path):
+    from fwi_lightning.callbacks.resume import RandomState
+
+    callback = RandomState()
+    torch.save(callback.state_dict(), tmp_path / "rng.pt")
+    first = (random.random(), float(np.random.rand()), torch.rand(3))
+    callback.load_state_dict(torch.load(tmp_path / "rng.pt", weights_only=True))  # as Lightning loads checkpoints
+    again = (random.random(), float(np.random.rand()), torch.rand(3))
+    assert first[:2] == again[:2] and torch.equal(first[2], again[2])

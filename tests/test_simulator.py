@@ -188,3 +188,13 @@ def test_cpu_threads_limit_is_scoped_and_changes_no_number():
     single = Simulator(TINY, (1500.0, 4500.0), "fast", cpu_threads=1)(velocity)
     assert torch.get_num_threads() == threads
     assert torch.equal(single, Simulator(TINY, (1500.0, 4500.0), "fast")(velocity))
+
+
+def test_half_precision_velocity_is_simulated_in_float32():
+    """A network's output under mixed precision reaches the Simulator in bfloat16 (the
+    test's data misfit does this); deepwave has no half kernels, so it runs in float32."""
+    velocity = layered_models((6, 2000.0, 3000.0))
+    simulator = Simulator(TINY, (1500.0, 4500.0), "fast")
+    got = simulator(velocity.bfloat16())
+    assert got.dtype == torch.float32
+    assert torch.equal(got, simulator(velocity.bfloat16().float()))

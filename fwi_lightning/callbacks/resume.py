@@ -89,9 +89,9 @@ class RunCheckpoint(ModelCheckpoint):
 
 def _link_or_copy(source: Path, target: Path) -> None:
     """Hard-link `source` to `target` (no extra disk), copying across file systems."""
-    if target.exists():
-        return
     try:
         os.link(source, target)
+    except FileExistsError:  # brought in already (by another rank, or an earlier attempt)
+        return
     except OSError:
         shutil.copy2(source, target)

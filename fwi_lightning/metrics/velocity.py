@@ -78,6 +78,14 @@ def structural_similarity(x: torch.Tensor, y: torch.Tensor, *, window: int = 11,
     """
     if window % 2 == 0 or min(x.shape[-2:]) < window:
         raise ValueError(f"SSIM window must be odd and fit the {tuple(x.shape[-2:])} grid, got {window}")
+    with torch.autocast(x.device.type, enabled=False):  # variances as E[x^2] - mu^2 need float32
+        if x.dtype in (torch.float16, torch.bfloat16) or y.dtype in (torch.float16, torch.bfloat16):
+            x, y = x.float(), y.float()
+        return _ssim_map_mean(x, y, window, sigma, data_range)
+
+
+def _ssim_map_mean(x: torch.Tensor, y: torch.Tensor, window: int, sigma: float, data_range: float) -> torch.Tensor:
+    """The body of `structural_similarity`, at the inputs' precision."""
     weights = gaussian_window(window, sigma, dtype=x.dtype, device=x.device)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mu_x, mu_y = _blur(x, weights), _blur(y, weights)

@@ -59,9 +59,12 @@ class VelocityNetwork(nn.Module):
             data: [B, S, T, R] raw amplitudes.
 
         Returns:
-            [B, 1, NZ, NX] velocity in m/s, inside ``problem.velocity_range``.
+            [B, 1, NZ, NX] velocity in m/s, inside ``problem.velocity_range``; at least
+            float32 even under mixed precision (bfloat16 would round 4500 m/s to 16 m/s
+            steps, and losses and metrics would inherit the rounding).
         """
-        return self.problem.denormalise_velocity(self.normalised(data))
+        normalised = self.normalised(data)
+        return self.problem.denormalise_velocity(normalised.float() if normalised.dtype in HALF else normalised)
 
     def normalised(self, data: torch.Tensor) -> torch.Tensor:
         """Raw amplitudes [B, S, T, R] -> normalised velocity [B, 1, NZ, NX] in [-1, 1]."""
@@ -119,11 +122,23 @@ class ConvBlock(nn.Sequential):
         )
 
 
+#: Half-precision dtypes that mixed precision produces.
+HALF = (torch.float16, torch.bfloat16)
+
+
 class OutputHead(nn.Sequential):
-    """3x3 conv to one channel -> normalisation -> tanh: normalised velocity in [-1, 1]."""
+    """3x3 conv to one channel -> normalisation -> tanh: normalised velocity in [-1, 1].
+
+    Runs in float32 under mixed precision (autocast off, input cast up): a bfloat16 tanh
+    would quantise the velocity to steps of up to 12 m/s over 1500-4500 m/s.
+    """
 
     def __init__(self, in_channels: int, norm: Norm = "batch"):
         super().__init__(nn.Conv2d(in_channels, 1, kernel_size=3, padding=1), norm_layer(norm, 1), nn.Tanh())
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(features.device.type, enabled=False):
+            return super().forward(features.float() if features.dtype in HALF else features)
 
 
 def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

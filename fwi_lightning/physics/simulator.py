@@ -197,12 +197,17 @@ class Simulator(nn.Module):
         """Simulate the survey over a batch of velocity models.
 
         Args:
-            velocity: [B, NZ, NX] in m/s, on any device; float32 or float64.
+            velocity: [B, NZ, NX] in m/s, on any device; float32 or float64. Half
+                precision (a network's output under mixed precision) is simulated in
+                float32: deepwave has no half-precision kernels, and autocast does not
+                reach into it.
 
         Returns:
             Receiver data [B, S, T, R] (shot, time, receiver), raw amplitudes, on the
-            velocity's device and dtype, differentiable with respect to `velocity`.
+            velocity's device, float32 or float64, differentiable with respect to `velocity`.
         """
+        if velocity.dtype in (torch.float16, torch.bfloat16):  # mixed precision
+            velocity = velocity.float()
         self.check_velocity(velocity)
         tops = self.bucket_max_vels(velocity.detach().flatten(1).amax(dim=1).tolist() if self.step_buckets else [None] * len(velocity))
         groups: dict[Optional[float], list[int]] = {}
