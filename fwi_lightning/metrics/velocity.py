@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import Metric, MetricCollection
 
+from fwi_lightning.precision import full_precision
 from fwi_lightning.problem import Problem
 
 
@@ -79,9 +80,7 @@ def structural_similarity(x: torch.Tensor, y: torch.Tensor, *, window: int = 11,
     if window % 2 == 0 or min(x.shape[-2:]) < window:
         raise ValueError(f"SSIM window must be odd and fit the {tuple(x.shape[-2:])} grid, got {window}")
     with torch.autocast(x.device.type, enabled=False):  # variances as E[x^2] - mu^2 need float32
-        if x.dtype in (torch.float16, torch.bfloat16) or y.dtype in (torch.float16, torch.bfloat16):
-            x, y = x.float(), y.float()
-        return _ssim_map_mean(x, y, window, sigma, data_range)
+        return _ssim_map_mean(full_precision(x), full_precision(y), window, sigma, data_range)
 
 
 def _ssim_map_mean(x: torch.Tensor, y: torch.Tensor, window: int, sigma: float, data_range: float) -> torch.Tensor:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fwi_lightning.errors import ConfigError
+from fwi_lightning.precision import full_precision
 from fwi_lightning.problem import Problem
 
 #: What `encode` returns: one feature tensor, or a list of them (deepest last) for skip connections.
@@ -63,8 +64,7 @@ class VelocityNetwork(nn.Module):
             float32 even under mixed precision (bfloat16 would round 4500 m/s to 16 m/s
             steps, and losses and metrics would inherit the rounding).
         """
-        normalised = self.normalised(data)
-        return self.problem.denormalise_velocity(normalised.float() if normalised.dtype in HALF else normalised)
+        return self.problem.denormalise_velocity(full_precision(self.normalised(data)))
 
     def normalised(self, data: torch.Tensor) -> torch.Tensor:
         """Raw amplitudes [B, S, T, R] -> normalised velocity [B, 1, NZ, NX] in [-1, 1]."""
@@ -122,10 +122,6 @@ class ConvBlock(nn.Sequential):
         )
 
 
-#: Half-precision dtypes that mixed precision produces.
-HALF = (torch.float16, torch.bfloat16)
-
-
 class OutputHead(nn.Sequential):
     """3x3 conv to one channel -> normalisation -> tanh: normalised velocity in [-1, 1].
 
@@ -138,7 +134,7 @@ class OutputHead(nn.Sequential):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         with torch.autocast(features.device.type, enabled=False):
-            return super().forward(features.float() if features.dtype in HALF else features)
+            return super().forward(full_precision(features))
 
 
 def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

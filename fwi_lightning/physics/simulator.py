@@ -33,6 +33,7 @@ from torch import nn
 from fwi_lightning.errors import ConfigError, DataError
 from fwi_lightning.physics import wavelets
 from fwi_lightning.physics.survey import Survey
+from fwi_lightning.precision import full_precision
 
 #: Relative slack above the velocity range before a model is refused (float rounding
 #: of a network's bounded output may land a hair above the top of the range).
@@ -206,8 +207,7 @@ class Simulator(nn.Module):
             Receiver data [B, S, T, R] (shot, time, receiver), raw amplitudes, on the
             velocity's device, float32 or float64, differentiable with respect to `velocity`.
         """
-        if velocity.dtype in (torch.float16, torch.bfloat16):  # mixed precision
-            velocity = velocity.float()
+        velocity = full_precision(velocity)
         self.check_velocity(velocity)
         tops = self.bucket_max_vels(velocity.detach().flatten(1).amax(dim=1).tolist() if self.step_buckets else [None] * len(velocity))
         groups: dict[Optional[float], list[int]] = {}
