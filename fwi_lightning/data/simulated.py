@@ -472,7 +472,10 @@ class SimulatedDataModule(SplitDataModule):
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
         """Finish a batch on its device: simulate it if it is velocity-only (one batched
         deepwave call), then apply the operator's processing with the current knobs
-        (band-pass, aperture, noise from the per-sample ``noise_seed``, which is dropped)."""
+        (band-pass, aperture, noise from the per-sample ``noise_seed``, which is dropped).
+        A batch without ``noise_seed`` is already finished and comes back unchanged."""
+        if "noise_seed" not in batch:
+            return batch
         out = dict(batch)
         seeds = out.pop("noise_seed")
         with torch.no_grad():
