@@ -58,10 +58,9 @@ from fwi_lightning.specs import FamiliesSpec, SplitFamiliesSpec
 DEFAULT_SIZES = {"train": 1024, "val": 128, "test": 128}
 
 
-#: Knobs that set the forward operator's processing (`ForwardOperator` settings).
-OPERATOR_KNOBS = PROCESSING
-#: Every runtime knob of `SimulatedDataModule`.
-KNOBS = (*OPERATOR_KNOBS, "family_weights")
+#: Every runtime knob of `SimulatedDataModule`: the forward operator's processing
+#: settings, then the family weights.
+KNOBS = (*PROCESSING, "family_weights")
 
 
 def choose_family(seed: int, split: str, index: int, probabilities: Sequence[float]) -> int:
@@ -106,11 +105,11 @@ class VelocityDataset(Dataset):
 class CachedDataset(Dataset):
     """Sample key -> a clean batch item simulated once and kept in memory.
 
-    A key ``(index, probabilities)`` whose probabilities differ from those the cache was
-    filled with redraws the family with them (the same draw as `VelocityDataset`); when
-    it lands on another family than the cached item's, a cached item of that family is
-    served instead, picked from (seed, split, index). So the served mix follows the
-    current family weights, and unchanged weights serve exactly the cached item.
+    A key ``(index, probabilities)`` redraws the sample's family with those
+    probabilities (the same draw as `VelocityDataset`); when it lands on another family
+    than the cached item's, a cached item of that family is served instead, picked
+    from (seed, split, index). So the served mix follows the current family weights,
+    and the weights the cache was filled with serve exactly the cached items.
 
     Args:
         items: clean items (``velocity``, ``data``, ``family``, ``index``, ``noise_seed``) by index.
@@ -316,7 +315,7 @@ class SimulatedDataModule(SplitDataModule):
         ``family_weights`` is ``{split: {label: weight}}``; the others are the
         `ForwardOperator` settings of the same name.
         """
-        values = {name: value for name, value in self.operator.settings().items() if name in OPERATOR_KNOBS}
+        values = {name: value for name, value in self.operator.settings().items() if name in PROCESSING}
         values["family_weights"] = {split: dict(weights) for split, weights in self.family_weights.items()}
         return values
 
@@ -330,7 +329,7 @@ class SimulatedDataModule(SplitDataModule):
         Raises:
             ConfigError: an unknown knob (naming the knobs there are) or an invalid value.
         """
-        if name in OPERATOR_KNOBS:
+        if name in PROCESSING:
             self.operator.configure(**{name: value})
         elif name == "family_weights":
             self.family_weights = self._merged_weights(value)

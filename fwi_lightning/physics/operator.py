@@ -14,6 +14,7 @@ their [B, S, T, R] shape and a network never changes size when the aperture does
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Optional
@@ -92,7 +93,7 @@ class ForwardOperator(nn.Module):
             if any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < shots for s in value):
                 raise ConfigError(f"expected shot indices in 0..{shots - 1}, got {list(value)}", key=name)
             return sorted(set(value))
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not torch.isfinite(torch.tensor(float(value))):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ConfigError(f"expected a number, got {value!r}", key=name)
         if name != "snr_db" and value <= 0:
             raise ConfigError(f"expected a number > 0, got {value!r}", key=name)
