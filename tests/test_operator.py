@@ -87,6 +87,11 @@ def test_true_model_has_zero_data_misfit_with_band_pass_set():
     for misfit in (live, saved):
         misfit.update(batch["velocity"], batch["data"])
         assert float(misfit.compute()) == pytest.approx(0.0, abs=1e-6)
+    dm.set_knob("bandpass", [2.0, 20.0])  # a knob reaches the metric built before it: the same operator object
+    changed = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
+    live.reset()
+    live.update(changed["velocity"], changed["data"])
+    assert float(live.compute()) == pytest.approx(0.0, abs=1e-6) and not torch.allclose(changed["data"], batch["data"])
     unfiltered = Simulator(dm.problem.survey, velocity_range=RANGE)(batch["velocity"][:, 0])  # the old metric's operator
     off = (batch["data"] - unfiltered).flatten(1).norm(dim=1) / batch["data"].flatten(1).norm(dim=1)
     assert float(off.min()) > 0.03  # ~6 %: what the old, unfiltered metric reported for the true model
