@@ -291,7 +291,12 @@ def _validate_mapping(cfg: Config, signature: Any, params: Any, key: str, what: 
         if ref is not None:
             if value is None:
                 continue
-            if ref.mapping:
+            if ref.per_split:
+                if not isinstance(value, dict):
+                    raise cfg.error(path, f"{what} expects {{split: section}} for '{name}', got {value!r}")
+                for split, section in value.items():
+                    _validate_components(cfg, ref.group, section, f"{path}.{split}", weighted=ref.weighted)
+            elif ref.mapping:
                 _validate_components(cfg, ref.group, value, path, weighted=ref.weighted)
             else:
                 _validate_component(cfg, ref.group, value, path)

@@ -5,16 +5,21 @@ paradigm, the network and the losses (the injected ``problem`` argument), so eac
 size itself and normalise inside the module while every boundary stays in SI units.
 A paradigm stores ``problem.to_dict()`` in its checkpoint, so a loaded model normalises
 exactly as it was trained.
+
+The problem also carries the forward operator (`fwi_lightning.physics.operator`):
+`Problem.forward_operator` returns the data module's live operator, so runtime knobs
+reach every user, or, after a checkpoint load, one rebuilt from the saved settings.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from fwi_lightning.physics.operator import ForwardOperator
     from fwi_lightning.physics.survey import Survey
 
 
@@ -30,12 +35,18 @@ class Problem:
             simulated gathers (OpenFWI's data normalisation, computed once by the data
             module and stored with the checkpoint).
         extra: free-form facts a paradigm may need (e.g. task targets), JSON-serialisable.
+        operator_settings: `ForwardOperator.settings()` of the data's forward operator
+            (step buckets, band-pass, SNR, aperture); empty: plain simulation.
+        operator: the data module's live `ForwardOperator` (not serialised, not compared);
+            None: `forward_operator` rebuilds one from `operator_settings`.
     """
 
     survey: "Survey"
     velocity_range: tuple[float, float]
     data_range: tuple[float, float]
     extra: dict[str, Any] = field(default_factory=dict)
+    operator_settings: dict[str, Any] = field(default_factory=dict)
+    operator: Optional["ForwardOperator"] = field(default=None, compare=False, repr=False)
 
     @property
     def data_shape(self) -> tuple[int, int, int]:
@@ -65,18 +76,37 @@ class Problem:
         lo, hi = self.velocity_range
         return lo + (normalised + 1.0) * 0.5 * (hi - lo)
 
+    def forward_operator(self) -> "ForwardOperator":
+        """The forward operator of this problem's data: velocity [B, 1, NZ, NX] m/s -> data [B, S, T, R].
+
+        The live operator of the data module when there is one (the same object, so
+        knobs set on the data module act here too); otherwise one built from
+        `operator_settings` on first call and kept.
+        """
+        if self.operator is not None:
+            return self.operator
+        rebuilt = self.__dict__.get("_rebuilt_operator")
+        if rebuilt is None:
+            from fwi_lightning.physics.operator import ForwardOperator
+
+            rebuilt = ForwardOperator.from_settings(self.survey, self.velocity_range, self.operator_settings)
+            object.__setattr__(self, "_rebuilt_operator", rebuilt)
+        return rebuilt
+
     def to_dict(self) -> dict[str, Any]:
-        """A plain, YAML/JSON-serialisable form (for checkpoints and summaries)."""
+        """A plain, YAML/JSON-serialisable form (for checkpoints and summaries); the
+        operator settings are the live operator's current ones when there is one."""
         return {
             "survey": self.survey.to_dict(),
             "velocity_range": [float(v) for v in self.velocity_range],
             "data_range": [float(v) for v in self.data_range],
             "extra": dict(self.extra),
+            "operator": self.operator.settings() if self.operator is not None else dict(self.operator_settings),
         }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "Problem":
-        """Rebuild a `Problem` from `to_dict()` output."""
+        """Rebuild a `Problem` from `to_dict()` output (one without ``operator`` gets a plain simulation)."""
         from fwi_lightning.physics.survey import Survey
 
         return cls(
@@ -84,4 +114,5 @@ class Problem:
             velocity_range=tuple(values["velocity_range"]),
             data_range=tuple(values["data_range"]),
             extra=dict(values.get("extra", {})),
+            operator_settings=dict(values.get("operator") or {}),
         )

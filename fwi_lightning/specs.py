@@ -30,11 +30,14 @@ class ComponentRef:
             section with a ``name`` key.
         weighted: True when each mapping entry also takes a ``weight`` (a bare number
             as the entry's value is read as the weight).
+        per_split: True when the value is ``{split: section}`` and each split's section
+            is what the other fields describe (e.g. velocity families per split).
     """
 
     group: str
     mapping: bool = False
     weighted: bool = False
+    per_split: bool = False
 
 
 NetworkSpec = Annotated[Optional[dict], ComponentRef("networks")]
@@ -42,6 +45,7 @@ ParadigmSpec = Annotated[Optional[dict], ComponentRef("paradigms")]
 DataModuleSpec = Annotated[Optional[dict], ComponentRef("datamodules")]
 LossesSpec = Annotated[Optional[dict], ComponentRef("losses", mapping=True, weighted=True)]
 FamiliesSpec = Annotated[Optional[dict], ComponentRef("velocity", mapping=True, weighted=True)]
+SplitFamiliesSpec = Annotated[Optional[dict], ComponentRef("velocity", mapping=True, weighted=True, per_split=True)]
 CallbacksSpec = Annotated[Optional[dict], ComponentRef("callbacks", mapping=True)]
 
 #: Constructor parameters the framework passes itself, never read from YAML, per group.

@@ -7,7 +7,6 @@ from typing import Any
 
 _LAZY = {
     "SimulatedDataModule": "fwi_lightning.data.simulated",
-    "SimulationPipeline": "fwi_lightning.data.simulated",
     "OpenFWIDataModule": "fwi_lightning.data.openfwi",
     "log_amplitude_range": "fwi_lightning.data.normalisation",
 }

@@ -11,7 +11,7 @@ would train on some batches twice and differ from an uninterrupted one.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 import torch
@@ -36,13 +36,25 @@ class SampleSampler(DistributedSampler):
         fresh: new indices every epoch (simulated training data) or the same ones.
         shuffle: permute the `size` indices every epoch (not with `fresh`).
         seed: seed of the permutations.
+        key: maps each index to what the dataset receives for it, called in the main
+            process as the index is drawn (e.g. the index with the family
+            probabilities of that moment); None: the index itself.
 
     Attributes:
         skip: positions the next iteration leaves out at its start (`ResumableLoader`
             sets it on resume); reset to 0 once that iteration starts.
     """
 
-    def __init__(self, size: int, rank: int = 0, world_size: int = 1, fresh: bool = False, shuffle: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        fresh: bool = False,
+        shuffle: bool = False,
+        seed: int = 0,
+        key: Optional[Callable[[int], Any]] = None,
+    ):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world of {world_size}")
         if fresh and shuffle:
@@ -52,8 +64,13 @@ class SampleSampler(DistributedSampler):
         self.total_size = self.num_samples * world_size
         self.epoch, self.shuffle, self.drop_last, self.seed = 0, shuffle, False, int(seed)
         self.skip = 0
+        self.key = key
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[Any]:
+        indices = self._indices()
+        return indices if self.key is None else map(self.key, indices)
+
+    def _indices(self) -> Iterator[int]:
         skip, self.skip = self.skip, 0
         order = None
         if self.shuffle:

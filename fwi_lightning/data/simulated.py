@@ -7,10 +7,12 @@ Walk of one batch:
    block of N indices per epoch (``fresh_train``), so every epoch sees new models.
    Each DDP rank takes every world_size-th index: ranks never share a sample.
 2. `VelocityDataset` turns an index into a velocity model: the family is picked with
-   the family weights and the model drawn, both from seeds derived from
-   (seed, split, index) alone; so is the sample's noise seed.
-3. `SimulationPipeline` simulates the whole batch in one deepwave call, band-passes it
-   and adds noise from the per-sample seeds. It runs in exactly one of two places:
+   the split's family probabilities, which the sampler attaches to each index as it
+   draws it (the ``family_weights`` knob), and the model drawn, both from seeds derived
+   from (seed, split, index) alone; so is the sample's noise seed.
+3. The forward operator (`ForwardOperator`, ``problem.forward_operator()``) simulates
+   the clean gathers of the whole batch in one deepwave call per CFL step bucket, in
+   exactly one of two places:
    - on a GPU (``simulate_on: device``, or ``auto`` with a non-CPU trainer), in
      `on_after_batch_transfer`, on the device, the loaders yielding velocity only;
    - on CPU (``workers``, or ``auto`` otherwise), inside the DataLoader's collate, so
@@ -18,22 +20,27 @@ Walk of one batch:
      workers and in the main process alike: deepwave's own threads give ~1.15x on 2
      idle cores and slow it down many times over on a busy CPU (see `Simulator`),
      while processes give ~1.8x.
-   The same pipeline function runs either way, and a model's gathers do not depend on
-   its batch (max_vel is pinned per CFL step bucket, see `Simulator`), so the numbers do
-   not depend on num_workers or batch size.
+   With ``cache: true`` these clean gathers are simulated once and kept.
+4. `on_after_batch_transfer` (main process, on the batch's device) applies the
+   operator's cheap processing with the knob values of that moment: band-pass,
+   aperture masks, noise from the per-sample seeds (then dropped). So the processing
+   knobs act at the very next batch, whatever the workers and the cache.
+   The same operator runs either way, and a model's gathers do not depend on its batch
+   (max_vel is pinned per CFL step bucket, see `Simulator`), so the numbers do not
+   depend on num_workers or batch size.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import multiprocessing
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from fwi_lightning import registry
@@ -41,100 +48,117 @@ from fwi_lightning.data.base import SplitDataModule
 from fwi_lightning.data.families.base import SPLITS, VelocityFamily, sample_rng, sample_seed
 from fwi_lightning.data.normalisation import log_amplitude_range
 from fwi_lightning.data.sampling import ResumableLoader, SampleSampler
-from fwi_lightning.errors import ConfigError
-from fwi_lightning.physics import filters
+from fwi_lightning.errors import ConfigError, DataError, suggestion
+from fwi_lightning.physics.operator import PROCESSING, ForwardOperator
 from fwi_lightning.physics.simulator import Simulator
 from fwi_lightning.physics.survey import Survey
 from fwi_lightning.problem import Problem
-from fwi_lightning.specs import FamiliesSpec
+from fwi_lightning.specs import FamiliesSpec, SplitFamiliesSpec
 
 DEFAULT_SIZES = {"train": 1024, "val": 128, "test": 128}
 
 
-class SimulationPipeline(nn.Module):
-    """Batch of velocity models -> batch with simulated, filtered, noisy gathers.
+#: Every runtime knob of `SimulatedDataModule`: the forward operator's processing
+#: settings, then the family weights.
+KNOBS = (*PROCESSING, "family_weights")
 
-    Args:
-        simulator: the `Simulator`.
-        snr_db: signal-to-noise ratio of added white noise in dB; None: no noise.
-        bandpass: (low, high) corners in Hz (either may be None); None: no filter.
-    """
 
-    def __init__(self, simulator: Simulator, snr_db: Optional[float] = None, bandpass: Optional[Sequence[Optional[float]]] = None):
-        super().__init__()
-        self.simulator = simulator
-        self.snr_db = snr_db
-        self.bandpass = filters.check_band(bandpass, simulator.survey.dt)
-
-    @torch.no_grad()
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Add ``data`` [B, S, T, R] (raw amplitudes) to a batch and drop its ``noise_seed``.
-
-        Args:
-            batch: ``velocity`` [B, 1, NZ, NX] m/s, ``noise_seed`` [B], plus any keys,
-                which are passed through.
-        """
-        out = dict(batch)
-        seeds = out.pop("noise_seed")
-        data = self.simulator(out["velocity"][:, 0])
-        if self.bandpass is not None:
-            data = filters.bandpass(data, self.simulator.survey.dt, *self.bandpass)
-        if self.snr_db is not None:
-            data = filters.add_noise(data, self.snr_db, seeds.tolist())
-        out["data"] = data
-        return out
+def choose_family(seed: int, split: str, index: int, probabilities: Sequence[float]) -> int:
+    """Position of the family sample `index` of `split` draws, with `probabilities` over the split's families."""
+    return int(sample_rng(seed, split, index, "family").choice(len(probabilities), p=np.asarray(probabilities)))
 
 
 class VelocityDataset(Dataset):
-    """Sample index -> velocity model of one split, deterministic from (seed, split, index).
+    """Sample key -> velocity model of one split, deterministic from (seed, split, index, probabilities).
+
+    A key is an index, or ``(index, probabilities)``: the family probabilities of the
+    moment the sampler drew it (`SimulatedDataModule` family-weight knob); a bare index
+    uses `probabilities`.
 
     Args:
-        families: (label, family, weight) triples; a sample's family is drawn with
-            probability proportional to its weight.
+        families: (label, family) pairs; label is the family's position in
+            ``problem.extra["families"]``, returned as the sample's ``family``.
+        probabilities: the chance of each family, summing to 1.
         seed: the experiment seed.
         split: ``"train"``, ``"val"`` or ``"test"``.
         size: nominal number of samples per epoch (the sampler decides the indices).
     """
 
-    def __init__(self, families: Sequence[tuple[str, VelocityFamily, float]], seed: int, split: str, size: int):
-        self.families = [f for _, f, _ in families]
-        weights = np.array([w for _, _, w in families], dtype=np.float64)
-        self.probabilities = weights / weights.sum()
+    def __init__(self, families: Sequence[tuple[int, VelocityFamily]], probabilities: Sequence[float], seed: int, split: str, size: int):
+        self.labels = [label for label, _ in families]
+        self.families = [family for _, family in families]
+        self.probabilities = tuple(probabilities)
         self.seed, self.split, self.size = seed, split, size
 
     def __len__(self) -> int:
         return self.size
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: Union[int, tuple[int, Sequence[float]]]) -> dict[str, Any]:
         """``velocity`` [1, NZ, NX] float32 m/s, ``family`` and ``index`` ints, ``noise_seed``."""
-        choice = int(sample_rng(self.seed, self.split, index, "family").choice(len(self.families), p=self.probabilities))
+        index, probabilities = key if isinstance(key, tuple) else (key, self.probabilities)
+        choice = choose_family(self.seed, self.split, index, probabilities)
         model = self.families[choice].sample(self.seed, self.split, index)
         noise_seed = int(sample_seed(self.seed, self.split, index, "noise").generate_state(1)[0])
-        return {"velocity": torch.from_numpy(model)[None], "family": choice, "index": index, "noise_seed": noise_seed}
+        return {"velocity": torch.from_numpy(model)[None], "family": self.labels[choice], "index": index, "noise_seed": noise_seed}
 
 
 class CachedDataset(Dataset):
-    """Sample index -> a batch item simulated once and kept in memory."""
+    """Sample key -> a clean batch item simulated once and kept in memory.
 
-    def __init__(self, items: Mapping[int, dict[str, torch.Tensor]]):
+    A key ``(index, probabilities)`` redraws the sample's family with those
+    probabilities (the same draw as `VelocityDataset`); when it lands on another family
+    than the cached item's, a cached item of that family is served instead, picked
+    from (seed, split, index). So the served mix follows the current family weights,
+    and the weights the cache was filled with serve exactly the cached items.
+
+    Args:
+        items: clean items (``velocity``, ``data``, ``family``, ``index``, ``noise_seed``) by index.
+        labels: the split's family labels (positions in ``problem.extra["families"]``),
+            in the order of the probabilities.
+        seed: the experiment seed. split: the split.
+    """
+
+    def __init__(self, items: Mapping[int, dict[str, torch.Tensor]], labels: Sequence[int], seed: int, split: str):
         self.items = dict(items)
+        self.labels, self.seed, self.split = list(labels), seed, split
+        self.by_family: dict[int, list[int]] = {}
+        for index in sorted(self.items):
+            self.by_family.setdefault(int(self.items[index]["family"]), []).append(index)
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self.items[index]
+    def __getitem__(self, key: Union[int, tuple[int, Sequence[float]]]) -> dict[str, torch.Tensor]:
+        if not isinstance(key, tuple):
+            return self.items[key]
+        index, probabilities = key
+        item = self.items[index]
+        label = self.labels[choose_family(self.seed, self.split, index, probabilities)]
+        if label == int(item["family"]):
+            return item
+        candidates = self.by_family.get(label)
+        if not candidates:
+            raise DataError(f"the {self.split} cache holds no sample of family {label}; it had weight 0 when the cache was filled")
+        return self.items[candidates[int(sample_rng(self.seed, self.split, index, "cache").integers(len(candidates)))]]
 
 
 class BatchCollate:
-    """DataLoader collate: stack items, then run the pipeline if it runs in the loader."""
+    """DataLoader collate: stack items, then simulate their clean gathers if the loader simulates.
 
-    def __init__(self, pipeline: Optional[SimulationPipeline]):
-        self.pipeline = pipeline
+    Args:
+        operator: the forward operator whose `simulate` runs here; None: velocity only
+            (the device simulates in `on_after_batch_transfer`).
+    """
+
+    def __init__(self, operator: Optional[ForwardOperator]):
+        self.operator = operator
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = default_collate(items)
-        return self.pipeline(batch) if self.pipeline is not None and "data" not in batch else batch
+        if self.operator is not None and "data" not in batch:
+            with torch.no_grad():
+                batch["data"] = self.operator.simulate(batch["velocity"])
+        return batch
 
 
 #: glibc ``mallopt`` parameter number of the mmap threshold.
@@ -167,30 +191,44 @@ class SimulatedDataModule(SplitDataModule):
     each epoch unless ``fresh_train: false`` or ``cache: true``. Under DDP each rank gets
     its own samples. Where the simulation runs: see the module docstring.
     ``problem.survey`` records the resolved numerics with max_vel at the top of the
-    velocity range; the pipeline itself gives each model its fewest CFL sub-steps
-    (`Simulator` ``step_buckets``).
+    velocity range; the operator itself gives each model its fewest CFL sub-steps
+    (`Simulator` ``step_buckets``). ``problem.forward_operator()`` is this module's
+    live `ForwardOperator`.
+
+    Runtime knobs (`knobs`, `set_knob`): ``bandpass``, ``snr_db``, ``active_shots``,
+    ``max_offset_m``, ``record_time_s`` act from the next batch on, with any number of
+    workers and with ``cache: true``; ``family_weights`` acts on the indices the sampler
+    draws next, i.e. with W workers after the ``2 * W`` batches already dispatched to
+    them (DataLoader's default prefetch), at once without workers. Their values are in
+    `state_dict`, so a resumed run continues with them.
 
     Args:
         seed: the experiment seed (injected).
         survey: acquisition geometry (``data.survey``).
         families: velocity families by registered name, with weights, e.g.
             ``{flatvel: 1.0, curvefault: {weight: 0.5, variant: B}}``; default ``{flatvel: 1}``.
+        split_families: families of individual splits, overriding ``families`` there,
+            e.g. ``{test: {marmousi: {name: model_file, path: ...}}}``. The family labels of
+            ``problem.extra["families"]`` are those of ``families`` then the new ones here.
         velocity_range: [v_min, v_max] m/s of every model; pins the simulator's max_vel.
         sizes: samples per epoch per split, e.g. ``{train: 1024, val: 128, test: 128}``.
         batch_size: models per batch (one deepwave call per CFL step bucket in it).
         num_workers: DataLoader worker processes (one torch thread each).
         numerics: ``fast`` (Courant 0.7, PML 10; the default) or ``accurate`` (deepwave's defaults).
-        snr_db: add white noise at this SNR in dB (None: none). Settable between epochs.
-        bandpass: [low, high] Hz zero-phase band-pass (either may be null). Settable.
-        cache: simulate each split's samples once and keep them in memory (training
-            then reuses the same samples every epoch).
+        snr_db: add white noise at this SNR in dB (None: none). A knob.
+        bandpass: [low, high] Hz zero-phase band-pass (either may be null). A knob.
+        active_shots: indices of the recorded shots, the others zeroed (None: all). A knob.
+        max_offset_m: zero receivers farther than this from the source, m (None: all). A knob.
+        record_time_s: zero samples after this time, s (None: the whole record). A knob.
+        cache: simulate each split's clean gathers once and keep them in memory
+            (training then reuses the same samples every epoch; knobs still act).
         fresh_train: new training samples every epoch (ignored with cache).
         simulate_on: ``auto`` (device when the trainer is on a GPU, else workers),
             ``device`` or ``workers``.
         reference_size: clean training samples the data range is computed from.
 
     Raises:
-        ConfigError: invalid sizes, weights, velocity range or survey.
+        ConfigError: invalid sizes, weights, velocity range, survey or processing.
     """
 
     def __init__(
@@ -198,6 +236,7 @@ class SimulatedDataModule(SplitDataModule):
         seed: int = 0,
         survey: Survey = Survey(),
         families: FamiliesSpec = None,
+        split_families: SplitFamiliesSpec = None,
         velocity_range: Sequence[float] = (1500.0, 4500.0),
         sizes: Optional[Mapping[str, int]] = None,
         batch_size: int = 16,
@@ -205,6 +244,9 @@ class SimulatedDataModule(SplitDataModule):
         numerics: Literal["fast", "accurate"] = "fast",
         snr_db: Optional[float] = None,
         bandpass: Optional[Sequence[Optional[float]]] = None,
+        active_shots: Optional[Sequence[int]] = None,
+        max_offset_m: Optional[float] = None,
+        record_time_s: Optional[float] = None,
         cache: bool = False,
         fresh_train: bool = True,
         simulate_on: Literal["auto", "device", "workers"] = "auto",
@@ -212,20 +254,24 @@ class SimulatedDataModule(SplitDataModule):
     ):
         super().__init__()
         if len(velocity_range) != 2:
-            raise ConfigError(f"expected [v_min, v_max] in m/s, got {velocity_range!r}", key="data.velocity_range")
+            raise ConfigError(f"expected [v_min, v_max] in m/s, got {velocity_range!r}", key="velocity_range")
         self.seed = int(seed)
         self.velocity_range = (float(velocity_range[0]), float(velocity_range[1]))
         simulator = Simulator(survey, self.velocity_range, numerics, step_buckets=True, cpu_threads=1)
-        self.pipeline = SimulationPipeline(simulator, snr_db, bandpass)
-        self.families = self._build_families(families, simulator.survey)
+        self.operator = ForwardOperator(
+            simulator, bandpass=bandpass, snr_db=snr_db, active_shots=active_shots, max_offset_m=max_offset_m, record_time_s=record_time_s,
+        )
+        self.labels: list[str] = []
+        self.split_families = self._build_split_families(families, split_families, simulator.survey)
+        self.family_weights = {split: {self.labels[l]: w for l, _, w in entries} for split, entries in self.split_families.items()}
         self.sizes = _sizes(sizes)
         for name, value in (("batch_size", batch_size), ("reference_size", reference_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"expected a whole number >= 1, got {value!r}", key=f"data.{name}")
+                raise ConfigError(f"expected a whole number >= 1, got {value!r}", key=name)
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ConfigError(f"expected a whole number >= 0, got {num_workers!r}", key="data.num_workers")
+            raise ConfigError(f"expected a whole number >= 0, got {num_workers!r}", key="num_workers")
         if simulate_on not in ("auto", "device", "workers"):
-            raise ConfigError(f"expected auto, device or workers, got {simulate_on!r}", key="data.simulate_on")
+            raise ConfigError(f"expected auto, device or workers, got {simulate_on!r}", key="simulate_on")
         self.batch_size, self.num_workers, self.reference_size = batch_size, num_workers, reference_size
         self.cache, self.fresh_train, self.simulate_on = bool(cache), bool(fresh_train) and not cache, simulate_on
         self._cached: dict[str, CachedDataset] = {}
@@ -233,48 +279,131 @@ class SimulatedDataModule(SplitDataModule):
 
     # -- configuration ------------------------------------------------------------
 
-    def _build_families(self, spec: Optional[Mapping[str, Any]], survey: Survey) -> list[tuple[str, VelocityFamily, float]]:
+    def _build_split_families(
+        self, families: Optional[Mapping[str, Any]], split_families: Optional[Mapping[str, Any]], survey: Survey,
+    ) -> dict[str, list[tuple[int, VelocityFamily, float]]]:
+        """(label position, family, weight) per split; fills `labels` with the union of labels."""
+        overrides = dict(split_families or {})
+        for split in overrides:
+            if split not in SPLITS:
+                raise ConfigError(f"unknown split '{split}'; expected {', '.join(SPLITS)}", key=f"split_families.{split}")
+        shared = self._build_families(families if families is not None else {"flatvel": 1.0}, "families", survey)
+        built = {}
+        for split in SPLITS:
+            built[split] = shared if split not in overrides else self._build_families(overrides[split], f"split_families.{split}", survey)
+        return built
+
+    def _build_families(self, spec: Any, key: str, survey: Survey) -> list[tuple[int, VelocityFamily, float]]:
         built = registry.build_mapping(
-            "velocity", spec if spec is not None else {"flatvel": 1.0}, key="data.families", weighted=True,
+            "velocity", spec, key=key, weighted=True,
             shape=(survey.nz, survey.nx), spacing=survey.spacing, velocity_range=self.velocity_range,
         )
         if not built:
-            raise ConfigError("no velocity families: name at least one, e.g. {flatvel: 1.0}", key="data.families")
-        families = [(label, family, 1.0 if weight is None else float(weight)) for label, (family, weight) in built.items()]
-        if any(w < 0 or not math.isfinite(w) for _, _, w in families) or sum(w for _, _, w in families) <= 0:
-            raise ConfigError(f"expected weights >= 0 with a positive sum, got { {l: w for l, _, w in families} }", key="data.families")
-        return families
+            raise ConfigError("no velocity families: name at least one, e.g. {flatvel: 1.0}", key=key)
+        weights = {label: 1.0 if weight is None else float(weight) for label, (_, weight) in built.items()}
+        _check_weights(weights, key)
+        for label in built:
+            if label not in self.labels:
+                self.labels.append(label)
+        return [(self.labels.index(label), family, weights[label]) for label, (family, _) in built.items()]
+
+    # -- knobs --------------------------------------------------------------------
+
+    def knobs(self) -> dict[str, Any]:
+        """Current value of every runtime knob, by name (see the class docstring).
+
+        ``family_weights`` is ``{split: {label: weight}}``; the others are the
+        `ForwardOperator` settings of the same name.
+        """
+        values = {name: value for name, value in self.operator.settings().items() if name in PROCESSING}
+        values["family_weights"] = {split: dict(weights) for split, weights in self.family_weights.items()}
+        return values
+
+    def set_knob(self, name: str, value: Any) -> None:
+        """Set a runtime knob; it acts from the next batch (see the class docstring for the
+        prefetch lag of ``family_weights`` with workers).
+
+        ``family_weights`` takes ``{split: {label: weight}}``, naming only the splits and
+        labels that change.
+
+        Raises:
+            ConfigError: an unknown knob (naming the knobs there are) or an invalid value.
+        """
+        if name in PROCESSING:
+            self.operator.configure(**{name: value})
+        elif name == "family_weights":
+            self.family_weights = self._merged_weights(value)
+        else:
+            raise ConfigError(f"unknown knob '{name}'{suggestion(str(name), KNOBS)}; knobs: {', '.join(KNOBS)}", key=str(name))
+
+    def _merged_weights(self, value: Any) -> dict[str, dict[str, float]]:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"expected {{split: {{label: weight}}}}, got {value!r}", key="family_weights")
+        merged = {split: dict(weights) for split, weights in self.family_weights.items()}
+        for split, weights in value.items():
+            if split not in SPLITS:
+                raise ConfigError(f"unknown split '{split}'; expected {', '.join(SPLITS)}", key=f"family_weights.{split}")
+            if not isinstance(weights, Mapping):
+                raise ConfigError(f"expected {{label: weight}}, got {weights!r}", key=f"family_weights.{split}")
+            for label, weight in weights.items():
+                if label not in merged[split]:
+                    drawn = ", ".join(merged[split])
+                    raise ConfigError(f"split '{split}' draws no family '{label}'; its families: {drawn}", key=f"family_weights.{split}.{label}")
+                if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+                    raise ConfigError(f"expected a weight >= 0, got {weight!r}", key=f"family_weights.{split}.{label}")
+                merged[split][label] = float(weight)
+            _check_weights(merged[split], f"family_weights.{split}")
+            cached = self._cached.get(split)
+            if cached is not None:
+                for label, weight in merged[split].items():
+                    if weight > 0 and not cached.by_family.get(self.labels.index(label)):
+                        raise ConfigError(
+                            f"the {split} cache holds no '{label}' sample (its weight was 0 when the cache was filled)",
+                            key=f"family_weights.{split}.{label}",
+                        )
+        return merged
+
+    def probabilities(self, split: str) -> tuple[float, ...]:
+        """The current family probabilities of `split`, in the order of its families."""
+        weights = np.array(list(self.family_weights[split].values()), dtype=np.float64)
+        return tuple((weights / weights.sum()).tolist())
+
+    def _sample_key(self, split: str, index: int) -> tuple[int, tuple[float, ...]]:
+        """The dataset key of an index the sampler draws: it with the family probabilities of now."""
+        return index, self.probabilities(split)
 
     @property
     def snr_db(self) -> Optional[float]:
-        """SNR in dB of the added noise (None: none); takes effect from the next loader iteration."""
-        return self.pipeline.snr_db
+        """SNR in dB of the added noise (None: none); the ``snr_db`` knob."""
+        return self.operator.snr_db
 
     @snr_db.setter
     def snr_db(self, value: Optional[float]) -> None:
-        self.pipeline.snr_db = value
+        self.set_knob("snr_db", value)
 
     @property
     def bandpass(self) -> Optional[tuple[Optional[float], Optional[float]]]:
-        """(low, high) Hz of the band-pass (None: none); takes effect from the next loader iteration."""
-        return self.pipeline.bandpass
+        """(low, high) Hz of the band-pass (None: none); the ``bandpass`` knob."""
+        return self.operator.bandpass
 
     @bandpass.setter
     def bandpass(self, band: Optional[Sequence[Optional[float]]]) -> None:
-        self.pipeline.bandpass = filters.check_band(band, self.pipeline.simulator.survey.dt)
+        self.set_knob("bandpass", band)
 
     # -- problem ------------------------------------------------------------------
 
     @property
     def problem(self) -> Problem:
-        """The survey (with resolved numerics), velocity range, data range and family labels."""
+        """The survey (with resolved numerics), velocity range, data range, family labels and operator."""
         if self._data_range is None:
             self._data_range = self._reference_range()
         return Problem(
-            survey=self.pipeline.simulator.survey,
+            survey=self.operator.survey,
             velocity_range=self.velocity_range,
             data_range=self._data_range,
-            extra={"families": [label for label, _, _ in self.families]},
+            extra={"families": list(self.labels)},
+            operator_settings=self.operator.settings(),
+            operator=self.operator,
         )
 
     def _reference_range(self) -> tuple[float, float]:
@@ -284,13 +413,14 @@ class SimulatedDataModule(SplitDataModule):
         for start in range(0, self.reference_size, self.batch_size):
             batch = default_collate([dataset[i] for i in range(start, min(start + self.batch_size, self.reference_size))])
             with torch.no_grad():
-                chunks.append(self.pipeline.simulator(batch["velocity"][:, 0]))
+                chunks.append(self.operator.simulate(batch["velocity"]))
         return log_amplitude_range(chunks)
 
     # -- loaders ------------------------------------------------------------------
 
     def _dataset(self, split: str) -> VelocityDataset:
-        return VelocityDataset(self.families, self.seed, split, self.sizes[split])
+        families = [(label, family) for label, family, _ in self.split_families[split]]
+        return VelocityDataset(families, self.probabilities(split), self.seed, split, self.sizes[split])
 
     def simulates_on_device(self) -> bool:
         """True when `on_after_batch_transfer` simulates (on the trainer's device)."""
@@ -299,62 +429,84 @@ class SimulatedDataModule(SplitDataModule):
         trainer = self.trainer
         return trainer is not None and trainer.strategy.root_device.type != "cpu"
 
-    def _loader(self, split: str, dataset: Dataset, pipeline: Optional[SimulationPipeline]) -> DataLoader:
+    def _loader(self, split: str, dataset: Dataset, operator: Optional[ForwardOperator]) -> DataLoader:
         rank, world = self.ranks()
-        sampler = SampleSampler(self.sizes[split], rank, world, fresh=self.fresh_train and split == "train")
+        sampler = SampleSampler(
+            self.sizes[split], rank, world, fresh=self.fresh_train and split == "train", key=functools.partial(self._sample_key, split),
+        )
         workers = self.num_workers
         context = "fork" if workers and "fork" in multiprocessing.get_all_start_methods() else None
         return ResumableLoader(
             dataset, sampler, self.batch_size, seed=self.seed, num_workers=workers,
-            collate_fn=BatchCollate(pipeline), worker_init_fn=init_worker if workers else None,
+            collate_fn=BatchCollate(operator), worker_init_fn=init_worker if workers else None,
             multiprocessing_context=context,
         )
 
     def dataloader(self, split: str) -> DataLoader:
-        """The loader of `split` for this rank: simulated batches, or velocity-only ones
-        when simulation happens on the device (`simulates_on_device`)."""
+        """The loader of `split` for this rank: batches with clean gathers (processed in
+        `on_after_batch_transfer`), or velocity-only ones when simulation happens on the
+        device (`simulates_on_device`)."""
         if split not in SPLITS:
             raise ConfigError(f"unknown split '{split}'; expected one of {', '.join(SPLITS)}", key="split")
         if self.cache:
             if split not in self._cached:
                 self._cached[split] = self._simulate_split(split)
             return self._loader(split, self._cached[split], None)
-        return self._loader(split, self._dataset(split), None if self.simulates_on_device() else self.pipeline)
+        return self._loader(split, self._dataset(split), None if self.simulates_on_device() else self.operator)
 
     def _simulate_split(self, split: str) -> CachedDataset:
-        """Simulate this rank's samples of `split` once, on the device when there is one."""
+        """Simulate the clean gathers of this rank's samples of `split` once, on the device when there is one."""
         device = self.trainer.strategy.root_device if self.simulates_on_device() else None
-        loader = self._loader(split, self._dataset(split), None if device is not None else self.pipeline)
+        dataset = self._dataset(split)
+        loader = self._loader(split, dataset, None if device is not None else self.operator)
         items: dict[int, dict[str, torch.Tensor]] = {}
         for batch in loader:
             if device is not None:
-                batch = {k: v.cpu() for k, v in self.pipeline({k: v.to(device) for k, v in batch.items()}).items()}
+                with torch.no_grad():
+                    batch["data"] = self.operator.simulate(batch["velocity"].to(device)).cpu()
             for b, index in enumerate(batch["index"].tolist()):
                 items[index] = {k: v[b] for k, v in batch.items()}
-        return CachedDataset(items)
+        return CachedDataset(items, dataset.labels, self.seed, split)
 
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
-        """Simulate a velocity-only batch on its device (one batched deepwave call)."""
-        return self.pipeline(batch) if "data" not in batch else batch
+        """Finish a batch on its device: simulate it if it is velocity-only (one batched
+        deepwave call), then apply the operator's processing with the current knobs
+        (band-pass, aperture, noise from the per-sample ``noise_seed``, which is dropped).
+        A batch without ``noise_seed`` is already finished and comes back unchanged."""
+        if "noise_seed" not in batch:
+            return batch
+        out = dict(batch)
+        seeds = out.pop("noise_seed")
+        with torch.no_grad():
+            clean = out["data"] if "data" in out else self.operator.simulate(out["velocity"])
+            out["data"] = self.operator.process(clean, seeds.tolist())
+        return out
 
     # -- checkpoint ---------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """The data range, so a resumed run normalises exactly as it did."""
-        return {"data_range": list(self.problem.data_range)}
+        """The data range, so a resumed run normalises exactly as it did, and the knob values."""
+        return {"data_range": list(self.problem.data_range), "knobs": self.knobs()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the data range saved by `state_dict`."""
+        """Restore the data range and knob values saved by `state_dict`."""
         if "data_range" in state_dict:
             self._data_range = tuple(float(v) for v in state_dict["data_range"])
+        for name, value in (state_dict.get("knobs") or {}).items():
+            self.set_knob(name, value)
+
+
+def _check_weights(weights: Mapping[str, float], key: str) -> None:
+    if any(w < 0 or not math.isfinite(w) for w in weights.values()) or sum(weights.values()) <= 0:
+        raise ConfigError(f"expected weights >= 0 with a positive sum, got {dict(weights)}", key=key)
 
 
 def _sizes(sizes: Optional[Mapping[str, int]]) -> dict[str, int]:
     values = dict(DEFAULT_SIZES)
     for split, size in (sizes or {}).items():
         if split not in SPLITS:
-            raise ConfigError(f"unknown split '{split}'; expected {', '.join(SPLITS)}", key=f"data.sizes.{split}")
+            raise ConfigError(f"unknown split '{split}'; expected {', '.join(SPLITS)}", key=f"sizes.{split}")
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ConfigError(f"expected a whole number of samples >= 1, got {size!r}", key=f"data.sizes.{split}")
+            raise ConfigError(f"expected a whole number of samples >= 1, got {size!r}", key=f"sizes.{split}")
         values[split] = size
     return values

@@ -1,6 +1,7 @@
-"""Wave physics: acquisition geometry (`Survey`) and the differentiable deepwave `Simulator`.
+"""Wave physics: acquisition geometry (`Survey`), the differentiable deepwave `Simulator`,
+and the one `ForwardOperator` (simulation + processing) every re-simulation uses.
 
-`Survey` imports neither torch nor deepwave; `Simulator` and the filters are loaded on
+`Survey` imports neither torch nor deepwave; the rest is loaded on
 first access, so the command line can validate a survey without importing torch.
 """
 
@@ -8,10 +9,11 @@ from typing import Any
 
 from fwi_lightning.physics.survey import NUMERICS, Survey
 
-__all__ = ["NUMERICS", "Survey", "Simulator", "add_noise", "bandpass"]
+__all__ = ["NUMERICS", "Survey", "Simulator", "ForwardOperator", "add_noise", "bandpass"]
 
 _LAZY = {
     "Simulator": "fwi_lightning.physics.simulator",
+    "ForwardOperator": "fwi_lightning.physics.operator",
     "add_noise": "fwi_lightning.physics.filters",
     "bandpass": "fwi_lightning.physics.filters",
 }
