@@ -160,7 +160,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         detail = " ".join(str(exc).split())
         raise ConfigError(f"cannot parse YAML: {detail}", file=str(path)) from None
     values = OmegaConf.to_container(loaded, resolve=False)
-    if values is None:
+    if not values:
         raise ConfigError("the file is empty; an experiment needs at least 'model' and 'data' sections (see experiments/quickstart.yaml)", file=str(path))
     if not isinstance(values, dict):
         raise ConfigError(f"an experiment file must be a mapping of sections, got a {type(values).__name__}", file=str(path))
