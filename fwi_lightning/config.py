@@ -3,7 +3,13 @@
 Precedence, lowest first: the package defaults (``defaults.yaml``), the files listed
 under ``base:`` (each relative to the file naming it, merged in order, recursively),
 the experiment file itself, then ``key=value`` overrides from the command line.
-``key=null`` removes a component (a loss, a callback, the logger).
+Mappings merge key by key, except that:
+
+* ``key=null`` removes a component (a loss, a callback, the logger);
+* ``~key`` on the command line deletes the key from every lower layer, so
+  ``~data.families data.families.curvevel=1.0`` replaces the families instead of adding one;
+* a layer that gives a component section a different ``name`` replaces the section: the
+  old component's parameters are dropped (``model.network.name=tiny`` swaps the network).
 
 Validation walks every section against the chosen component's own constructor
 signature (see `fwi_lightning.signature`) before anything heavy is built; each error
@@ -12,6 +18,9 @@ names the file the key came from, the key path, the component and the closest va
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -25,13 +34,29 @@ COMMAND_LINE = "command line"
 
 @dataclass(frozen=True)
 class CheckpointConfig:
-    """Which checkpoints a run keeps (best by `monitor`, and the last)."""
+    """Which checkpoints a run keeps (best by `monitor`, and the last).
+
+    Raises:
+        ConfigError: a value Lightning's ModelCheckpoint would reject (keys relative to
+            the ``checkpoint`` section).
+    """
 
     monitor: str = "val/loss"
     mode: Literal["min", "max"] = "min"
     save_last: bool = True
     save_top_k: int = 1
     every_n_train_steps: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if not self.monitor:
+            raise ConfigError("expected the name of a logged metric, e.g. val/loss", key="monitor")
+        if self.save_top_k < -1:
+            raise ConfigError(f"expected -1 (keep all), 0 (none) or a count >= 1, got {self.save_top_k}", key="save_top_k")
+        if self.every_n_train_steps is not None and self.every_n_train_steps < 1:
+            raise ConfigError(
+                f"expected a number of steps >= 1, or null to save last.ckpt only after each epoch, got {self.every_n_train_steps}",
+                key="every_n_train_steps",
+            )
 
 
 @dataclass(frozen=True)
@@ -84,14 +109,31 @@ class Config:
     sources: list[tuple[str, dict[str, Any]]]
 
     def origin(self, key: str) -> str:
-        """The file (or 'command line') that set `key` last; the experiment file if none did."""
-        for label, layer in reversed(self.sources):
-            if _has_path(layer, key):
-                return label if label != COMMAND_LINE else f"{self.file} (command line)"
+        """The file (or 'command line') that set `key`, or its closest parent, last.
+
+        The package defaults are never blamed: a key only they set is the experiment
+        file's to change.
+        """
+        parts = key.split(".")
+        for end in range(len(parts), 0, -1):
+            prefix = ".".join(parts[:end])
+            for label, layer in reversed(self.sources):
+                if label != str(DEFAULTS) and _has_path(layer, prefix):
+                    return label if label != COMMAND_LINE else f"{self.file} (command line)"
         return str(self.file) if self.file else "config"
 
     def error(self, key: str, message: str) -> ConfigError:
         return ConfigError(message, key=key, file=self.origin(key))
+
+    @contextmanager
+    def attributed(self) -> Iterator[None]:
+        """Errors raised inside that name no file name the layer that set their key."""
+        try:
+            yield
+        except FWIError as exc:
+            if exc.file is None:
+                exc.file = self.origin(exc.key) if exc.key else (str(self.file) if self.file else None)
+            raise
 
     @property
     def stem(self) -> str:
@@ -118,8 +160,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         detail = " ".join(str(exc).split())
         raise ConfigError(f"cannot parse YAML: {detail}", file=str(path)) from None
     values = OmegaConf.to_container(loaded, resolve=False)
-    if values is None:
-        return {}
+    if not values:
+        raise ConfigError("the file is empty; an experiment needs at least 'model' and 'data' sections (see experiments/quickstart.yaml)", file=str(path))
     if not isinstance(values, dict):
         raise ConfigError(f"an experiment file must be a mapping of sections, got a {type(values).__name__}", file=str(path))
     return values
@@ -143,28 +185,51 @@ def _layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[str, dict[str
     return layers
 
 
-def _parse_overrides(overrides: list[str], file: Optional[Path]) -> dict[str, Any]:
+def _parse_overrides(overrides: list[str], file: Optional[Path]) -> tuple[dict[str, Any], list[str]]:
+    """``key=value`` items -> a nested mapping, and ``~key`` items -> the keys to delete."""
     from omegaconf import OmegaConf
 
-    for item in overrides:
+    where = str(file) if file else None
+    deletions = [item[1:] for item in overrides if item.startswith("~")]
+    assignments = [item for item in overrides if not item.startswith("~")]
+    for key in deletions:
+        if not key or "=" in key:
+            raise ConfigError(f"'~{key}' deletes a key: write ~KEY, e.g. ~data.families", file=where)
+    for item in assignments:
         if "=" not in item or item.startswith("="):
             raise ConfigError(
-                f"command-line override '{item}' is not of the form key=value (e.g. trainer.max_epochs=5)",
-                file=str(file) if file else None,
+                f"command-line override '{item}' is not of the form key=value (e.g. trainer.max_epochs=5) or ~key",
+                file=where,
             )
     try:
-        return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)), resolve=False) or {}
+        return OmegaConf.to_container(OmegaConf.from_dotlist(assignments), resolve=False) or {}, deletions
     except Exception as exc:
-        raise ConfigError(f"cannot parse command-line overrides: {' '.join(str(exc).split())}") from None
+        raise ConfigError(f"cannot parse command-line overrides: {' '.join(str(exc).split())}", file=where) from None
 
 
-def _merge(lower: Any, upper: Any) -> Any:
+def _delete(layer: dict[str, Any], key: str) -> None:
+    """Remove the dotted `key` from `layer` in place, if it is there."""
+    *parents, last = key.split(".")
+    node: Any = layer
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(last, None)
+
+
+def _merge(lower: Any, upper: Any, *, top: bool = True) -> Any:
     """`upper` over `lower`: mappings merge key by key; anything else replaces (so a
-    list may replace a mapping and validation, not the merge, says what is wrong)."""
+    list may replace a mapping and validation, not the merge, says what is wrong).
+
+    A component section whose `name` changes is replaced, not merged: the parameters of
+    the lower layer's component mean nothing to the new one.
+    """
     if isinstance(lower, dict) and isinstance(upper, dict):
+        if not top and upper.get("name") is not None and lower.get("name") not in (None, upper["name"]):
+            return upper
         out = dict(lower)
         for key, value in upper.items():
-            out[key] = _merge(lower.get(key), value)
+            out[key] = _merge(lower.get(key), value, top=False)
         return out
     return upper
 
@@ -174,7 +239,8 @@ def load_config(file: str | Path | None, overrides: list[str] | tuple[str, ...] 
 
     Args:
         file: path of the experiment YAML (or None with `values`).
-        overrides: ``key=value`` strings; ``key=null`` removes a component.
+        overrides: ``key=value`` strings; ``key=null`` removes a component and
+            ``~key`` deletes the key from every lower layer (to replace a mapping).
         values: a mapping used in place of a file (for the Python API and tests).
 
     Returns:
@@ -187,9 +253,13 @@ def load_config(file: str | Path | None, overrides: list[str] | tuple[str, ...] 
     if path is not None:
         layers += _layers(path)
     if values is not None:
-        layers.append(("config", dict(values)))
+        layers.append(("config", copy.deepcopy(dict(values))))
     if overrides:
-        layers.append((COMMAND_LINE, _parse_overrides(list(overrides), path)))
+        assigned, deletions = _parse_overrides(list(overrides), path)
+        for key in deletions:
+            for _, layer in layers:
+                _delete(layer, key)
+        layers.append((COMMAND_LINE, assigned))
     merged: dict[str, Any] = {}
     for _, layer in layers:
         merged = _merge(merged, layer)
@@ -212,8 +282,15 @@ def load_config(file: str | Path | None, overrides: list[str] | tuple[str, ...] 
 def validate(cfg: Config) -> Config:
     """Check every section against the component it names; raise the first problem.
 
-    Imports the components the config uses (and only those).
+    Imports the components the config uses (and only those), and Lightning for the
+    trainer's own signature.
     """
+    with cfg.attributed():
+        _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: Config) -> None:
     from fwi_lightning import registry
     from fwi_lightning.signature import dataclass_fields
 
@@ -233,42 +310,37 @@ def validate(cfg: Config) -> Config:
             raise cfg.error(key, f"section '{key}' is required: {key}: {{name: <one of {', '.join(registry.names(group))}>, ...}}")
         _validate_component(cfg, group, v[key], key)
     _validate_trainer(cfg, v.get("trainer"))
-    _validate_mapping(cfg, dataclass_fields(CheckpointConfig), v.get("checkpoint") or {}, "checkpoint", "checkpoint settings")
+    checkpoint = v.get("checkpoint") or {}
+    _validate_mapping(cfg, dataclass_fields(CheckpointConfig), checkpoint, "checkpoint", "checkpoint settings")
+    _check_constructs(CheckpointConfig, checkpoint, "checkpoint")
     _validate_components(cfg, "callbacks", v.get("callbacks"), "callbacks", weighted=False)
     logger = v.get("logger")
     if isinstance(logger, str):
         v["logger"] = logger = {"name": logger}
     if logger is not None:
         _validate_mapping(cfg, dataclass_fields(LoggerConfig), logger, "logger", "logger")
-    return cfg
 
 
 def _validate_component(cfg: Config, group: str, section: Any, key: str) -> None:
     from fwi_lightning import registry
     from fwi_lightning.signature import signature_of
 
-    try:
-        name, params = registry.split_spec(section, key=key)
-        component = registry.load(group, name, key=f"{key}.name")
-    except FWIError as exc:
-        raise _located(cfg, exc, key) from exc.__cause__
-    _validate_mapping(cfg, signature_of(component, group), params, key, f"{group.rstrip('s')} '{name}'")
+    with registry.located(key):
+        name, params = registry.split_spec(section)
+        component = registry.load(group, name, key="name")
+    _validate_mapping(cfg, signature_of(component, group), params, key, f"{registry.SINGULAR[group]} '{name}'")
 
 
 def _validate_components(cfg: Config, group: str, section: Any, key: str, *, weighted: bool) -> None:
     from fwi_lightning import registry
     from fwi_lightning.signature import signature_of
 
-    try:
-        entries = registry.mapping_entries(section, key=key, weighted=weighted)
-    except FWIError as exc:
-        raise _located(cfg, exc, key) from None
+    with registry.located(key):
+        entries = registry.mapping_entries(section, weighted=weighted)
     for label, (name, params, _weight) in entries.items():
-        try:
-            component = registry.load(group, name, key=f"{key}.{label}")
-        except FWIError as exc:
-            raise _located(cfg, exc, f"{key}.{label}") from exc.__cause__
-        _validate_mapping(cfg, signature_of(component, group), params, f"{key}.{label}", f"{group.rstrip('s')} '{name}'")
+        with registry.located(f"{key}.{label}"):
+            component = registry.load(group, name)
+        _validate_mapping(cfg, signature_of(component, group), params, f"{key}.{label}", f"{registry.SINGULAR[group]} '{name}'")
 
 
 def _validate_mapping(cfg: Config, signature: Any, params: Any, key: str, what: str) -> None:
@@ -306,50 +378,61 @@ def _validate_mapping(cfg: Config, signature: Any, params: Any, key: str, what: 
         nested = dataclass_type(param.annotation)
         if nested is not None and isinstance(value, dict):
             _validate_mapping(cfg, dataclass_fields(nested), value, path, f"{what} {name}")
-            _check_constructs(cfg, nested, value, key)
+            _check_constructs(nested, value, key)
     missing = [p.name for p in signature.params.values() if p.required and p.name not in params]
     if missing:
         raise cfg.error(key, f"{what} needs '{missing[0]}' (missing)")
 
 
-def _check_constructs(cfg: Config, cls: type, values: dict[str, Any], parent: str) -> None:
-    """Build a small dataclass section (e.g. a survey) now, so its own checks (grid,
-    stability, positions) report against the YAML key path before anything heavy runs."""
+def _check_constructs(cls: type, values: dict[str, Any], parent: str) -> None:
+    """Build a small dataclass section (a survey, the checkpoint settings) now, so its own
+    checks (grid, stability, positions) report against the full key path before
+    anything heavy runs; its keys are relative to `parent`, the section that holds it."""
+    from fwi_lightning import registry
     from fwi_lightning.signature import make_dataclass
 
-    try:
+    with registry.located(parent):
         make_dataclass(cls, values)
-    except FWIError as exc:
-        raise relocate(exc, cfg, parent) from None
-
-
-def relocate(exc: FWIError, cfg: Config, parent: str) -> ConfigError:
-    """A component's own error (key relative to its section) -> one naming the YAML file and full key."""
-    if exc.file and not exc.key:
-        return ConfigError(exc.message, file=exc.file)
-    key = parent if not exc.key else (exc.key if exc.key.startswith(parent + ".") else f"{parent}.{exc.key}")
-    return ConfigError(exc.message, key=key, file=cfg.origin(key))
 
 
 def _validate_trainer(cfg: Config, section: Any) -> None:
-    import inspect
-
+    """Lightning Trainer arguments: known names, the types of Trainer's own annotations,
+    and an accelerator this machine has."""
     from lightning.pytorch import Trainer
+
+    from fwi_lightning.signature import matches, signature_of, type_name
 
     if section is None:
         cfg.values["trainer"] = {}
         return
     if not isinstance(section, dict):
         raise cfg.error("trainer", f"trainer expects a mapping of Lightning Trainer arguments, got {section!r}")
-    valid = [p for p in inspect.signature(Trainer.__init__).parameters if p != "self" and p not in MANAGED_TRAINER_KEYS]
-    for name in section:
+    params = {n: p for n, p in signature_of(Trainer).params.items() if n not in MANAGED_TRAINER_KEYS}
+    for name, value in section.items():
         if name in MANAGED_TRAINER_KEYS:
             raise cfg.error(f"trainer.{name}", f"'{name}' is set by fwi-run; use the top-level 'logger'/'callbacks'/'run_dir'/'checkpoint' sections")
-        if name not in valid:
-            raise cfg.error(f"trainer.{name}", f"unknown Lightning Trainer argument '{name}'{suggestion(name, valid)}")
+        if name not in params:
+            raise cfg.error(f"trainer.{name}", f"unknown Lightning Trainer argument '{name}'{suggestion(name, params)}")
+        if not matches(value, params[name].annotation):
+            raise cfg.error(f"trainer.{name}", f"Lightning's Trainer expects {type_name(params[name].annotation)} for '{name}', got {value!r}")
+    _check_accelerator(cfg, section.get("accelerator"))
 
 
-def _located(cfg: Config, exc: FWIError, key: str) -> ConfigError:
-    """Re-raise a registry error as a config error naming the file the key came from."""
-    where = exc.key or key
-    return ConfigError(exc.message, key=where, file=cfg.origin(where))
+def _check_accelerator(cfg: Config, accelerator: Any) -> None:
+    """A named accelerator must be one Lightning knows and this machine has ('gpu' is CUDA or MPS)."""
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    if not isinstance(accelerator, str) or accelerator == "auto":
+        return
+    known = sorted(AcceleratorRegistry.available_accelerators())
+    if accelerator != "gpu" and accelerator not in known:
+        choices = ["auto", "gpu", *known]
+        raise cfg.error("trainer.accelerator", f"unknown accelerator '{accelerator}'{suggestion(accelerator, choices)}; choose one of {', '.join(choices)}")
+    wanted = [a for a in ("cuda", "mps") if a in known] if accelerator == "gpu" else [accelerator]
+    if not any(AcceleratorRegistry[a]["accelerator"].is_available() for a in wanted):
+        present = [a for a in ("cuda", "mps", "cpu") if a in known and AcceleratorRegistry[a]["accelerator"].is_available()]
+        raise cfg.error(
+            "trainer.accelerator",
+            f"accelerator '{accelerator}' is not available on this machine (available: {', '.join(present)}); "
+            "use trainer.accelerator=auto (or cpu)",
+        )

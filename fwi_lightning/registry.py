@@ -26,16 +26,27 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import entrypoints
 
-from fwi_lightning.errors import RegistryError, suggestion
+from fwi_lightning.errors import FWIError, RegistryError, suggestion
 
 GROUPS: tuple[str, ...] = ("paradigms", "networks", "velocity", "datamodules", "losses", "callbacks")
 PREFIX = "fwi_lightning."
+
+#: What one component of each group is called in messages.
+SINGULAR: dict[str, str] = {
+    "paradigms": "paradigm",
+    "networks": "network",
+    "velocity": "velocity family",
+    "datamodules": "data module",
+    "losses": "loss",
+    "callbacks": "callback",
+}
 
 #: Distributions whose components were loaded in this process (for run summaries).
 loaded_distributions: dict[str, str] = {}
@@ -116,7 +127,7 @@ def entries(group: str) -> list[Entry]:
     for name, claims in found.items():
         if len(claims) > 1:
             owners = " and ".join(f"'{c.distribution}' ({c.target})" for c in claims)
-            raise RegistryError(f"{group} name '{name}' is registered by two distributions: {owners}; uninstall or disable one")
+            raise RegistryError(f"{SINGULAR[group]} name '{name}' is registered by two distributions: {owners}; uninstall or disable one")
     return [claims[0] for _, claims in sorted(found.items())]
 
 
@@ -134,7 +145,7 @@ def entry(group: str, name: str, *, key: str | None = None) -> Entry:
     registered = {e.name: e for e in entries(group)}
     if name not in registered:
         raise RegistryError(
-            f"unknown {group[:-1] if group.endswith('s') else group} '{name}'{suggestion(name, registered)}; "
+            f"unknown {SINGULAR[group]} '{name}'{suggestion(name, registered)}; "
             f"registered in '{PREFIX}{group}': {', '.join(registered)}. Is the package that provides it installed?",
             key=key,
         )
@@ -142,9 +153,13 @@ def entry(group: str, name: str, *, key: str | None = None) -> Entry:
 
 
 def _import_target(target: str) -> Any:
+    """The object `module:attr.path` names; a missing attribute suggests the closest one."""
     module_name, _, attr = target.partition(":")
     obj = importlib.import_module(module_name)
     for part in attr.split(".") if attr else []:
+        if not hasattr(obj, part):
+            public = [n for n in dir(obj) if not n.startswith("_")]
+            raise AttributeError(f"'{getattr(obj, '__name__', obj)}' has no attribute '{part}'{suggestion(part, public)}")
         obj = getattr(obj, part)
     return obj
 
@@ -168,7 +183,7 @@ def load(group: str, name: str, *, key: str | None = None) -> Any:
         obj = _import_target(found.target)
     except Exception as exc:
         raise RegistryError(
-            f"{group} '{name}' from distribution '{found.distribution}' {found.version} failed to load "
+            f"{SINGULAR[group]} '{name}' from distribution '{found.distribution}' {found.version} failed to load "
             f"({found.target}): {type(exc).__name__}: {exc}",
             key=key,
         ) from exc
@@ -203,15 +218,25 @@ def warn_broken(group: str) -> list[Entry]:
     """Entries of `group` whose module cannot be found, each warned about once.
 
     Used by listings: a broken plugin is skipped with one warning line; in strict mode
-    the first failure is raised instead.
+    the first failure is raised instead, and a parameter without a type annotation
+    (whose values validation cannot check) is warned about.
     """
+    from fwi_lightning.signature import unannotated
+
     broken = []
     for e, err in check_all(group):
         if err is not None:
             if strict_plugins():
                 raise err
-            warnings.warn(f"skipping {e.group} '{e.name}': {err}", stacklevel=2)
+            warnings.warn(f"skipping {SINGULAR[group]} '{e.name}': {err}", stacklevel=2)
             broken.append(e)
+        elif strict_plugins():
+            for param in unannotated(load(group, e.name), group):
+                warnings.warn(
+                    f"{SINGULAR[group]} '{e.name}' ({e.distribution}): parameter '{param}' has no type annotation, "
+                    "so its YAML value is never checked; annotate it",
+                    stacklevel=2,
+                )
     return broken
 
 
@@ -219,33 +244,58 @@ def warn_broken(group: str) -> list[Entry]:
 # Building components from config sections
 
 
-def split_spec(spec: Any, *, key: str) -> tuple[str, dict[str, Any]]:
-    """A component section -> (name, params). Accepts ``"name"`` or ``{name: ..., **params}``."""
+@contextmanager
+def located(key: str) -> Iterator[None]:
+    """Errors raised inside name their full key: `key` is prefixed to the (relative) key
+    they carry, or becomes their key when they carry none.
+
+    The one place key paths are assembled: `build` and `build_mapping` wrap each section
+    they build in it, so a component raises keys relative to its own section
+    (``key="layers"``) and a nested build passes its relative key
+    (``build_mapping("velocity", spec, key="families")``). An error about a file that
+    names no key (a corrupt data file) stays about the file.
+    """
+    try:
+        yield
+    except FWIError as exc:
+        if exc.key or not exc.file:
+            exc.key = f"{key}.{exc.key}" if exc.key else key
+        raise
+
+
+def split_spec(spec: Any) -> tuple[str, dict[str, Any]]:
+    """A component section -> (name, params). Accepts ``"name"`` or ``{name: ..., **params}``.
+
+    Raises:
+        RegistryError: keyed ``name`` or at the section itself (relative; see `located`).
+    """
     if isinstance(spec, str):
         return spec, {}
     if isinstance(spec, Mapping):
         params = dict(spec)
         name = params.pop("name", None)
         if not isinstance(name, str) or not name:
-            raise RegistryError("this section needs a 'name' naming a registered component", key=key)
+            raise RegistryError("this section needs a 'name' naming a registered component", key="name" if "name" in spec else None)
         return name, params
-    raise RegistryError(f"expected a mapping with a 'name' key, got {type(spec).__name__} {spec!r}", key=key)
+    raise RegistryError(f"expected a mapping with a 'name' key, got {type(spec).__name__} {spec!r}")
 
 
-def mapping_entries(spec: Any, *, key: str, weighted: bool) -> dict[str, tuple[str, dict[str, Any], float | None]]:
+def mapping_entries(spec: Any, *, weighted: bool) -> dict[str, tuple[str, dict[str, Any], float | None]]:
     """A name-keyed mapping section -> {label: (component name, params, weight)}.
 
     Each entry is keyed by its registered name; its value is a mapping of parameters
     (optionally with ``weight`` and, to use one component twice, ``name``), a bare
     number read as the weight when `weighted`, or null (the entry is dropped).
+
+    Raises:
+        RegistryError: keyed by the entry's label, or at the section itself (relative).
     """
     if spec is None:
         return {}
     if not isinstance(spec, Mapping):
         raise RegistryError(
             f"expected a mapping keyed by component name, got {type(spec).__name__}; "
-            "write e.g. {l1: 1.0} rather than a list",
-            key=key,
+            "write e.g. {l1: 1.0} rather than a list"
         )
     result = {}
     for label, value in spec.items():
@@ -257,12 +307,11 @@ def mapping_entries(spec: Any, *, key: str, weighted: bool) -> dict[str, tuple[s
                 value = {}
             else:
                 raise RegistryError(
-                    f"expected parameters (a mapping){' or a weight' if weighted else ''}, got {value!r}",
-                    key=f"{key}.{label}",
+                    f"expected parameters (a mapping){' or a weight' if weighted else ''}, got {value!r}", key=str(label)
                 )
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not weighted:
-                raise RegistryError(f"expected a mapping of parameters, got {value!r}", key=f"{key}.{label}")
+                raise RegistryError(f"expected a mapping of parameters, got {value!r}", key=str(label))
             params: dict[str, Any] = {}
             weight = float(value)
         else:
@@ -280,22 +329,29 @@ def build(group: str, spec: Any, *, key: str, **injected: Any) -> Any:
     Args:
         group: group suffix, e.g. ``"networks"``.
         spec: ``{name: ..., **params}`` or a bare name.
-        key: the YAML key path of the section, for error messages.
+        key: the key path of the section, relative to the component building it (the
+            full path at the top level); errors inside name ``<key>.<their key>``.
         **injected: the framework-provided arguments (e.g. ``problem``).
     """
     from fwi_lightning.signature import convert_dataclass_params
 
-    name, params = split_spec(spec, key=key)
-    factory = load(group, name, key=f"{key}.name")
-    return factory(**injected, **convert_dataclass_params(factory, params, group))
+    with located(key):
+        name, params = split_spec(spec)
+        factory = load(group, name, key="name")
+        return factory(**injected, **convert_dataclass_params(factory, params, group))
 
 
 def build_mapping(group: str, spec: Any, *, key: str, weighted: bool = False, **injected: Any) -> dict[str, tuple[Any, float | None]]:
-    """Build every entry of a name-keyed mapping: {label: (component, weight)}."""
+    """Build every entry of a name-keyed mapping: {label: (component, weight)}.
+
+    `key` is as in `build`; an entry's errors name ``<key>.<label>.<their key>``.
+    """
     from fwi_lightning.signature import convert_dataclass_params
 
     built = {}
-    for label, (name, params, weight) in mapping_entries(spec, key=key, weighted=weighted).items():
-        factory = load(group, name, key=f"{key}.{label}")
-        built[label] = (factory(**injected, **convert_dataclass_params(factory, params, group)), weight)
+    with located(key):
+        for label, (name, params, weight) in mapping_entries(spec, weighted=weighted).items():
+            with located(label):
+                factory = load(group, name)
+                built[label] = (factory(**injected, **convert_dataclass_params(factory, params, group)), weight)
     return built

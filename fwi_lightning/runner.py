@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fwi_lightning.config import Config
-from fwi_lightning.errors import ConfigError, DataError, FWIError
+from fwi_lightning.errors import ConfigError
 
 
 #: Set by rank 0 once its run folder exists; the processes Lightning launches for the
@@ -149,7 +149,15 @@ class Run:
 
     @classmethod
     def build(cls, cfg: Config, *, run_dir: Path | None = None) -> "Run":
-        """Seed, then build data module, paradigm, callbacks, loggers and trainer."""
+        """Seed, then build data module, paradigm, callbacks, loggers and trainer.
+
+        Every error raised while building names the file and the full key it came from.
+        """
+        with cfg.attributed():
+            return cls._build(cfg, run_dir=run_dir)
+
+    @classmethod
+    def _build(cls, cfg: Config, *, run_dir: Path | None = None) -> "Run":
         import lightning.pytorch as pl
         from omegaconf import OmegaConf
 
@@ -159,16 +167,16 @@ class Run:
         _quiet_lightning()
         resume_from = resolve_resume(cfg)
         pl.seed_everything(v["seed"], workers=True, verbose=False)
-        with _located_in(cfg, "data"):
-            datamodule = registry.build("datamodules", v["data"], key="data", seed=v["seed"])
+        datamodule = registry.build("datamodules", v["data"], key="data", seed=v["seed"])
+        with registry.located("data"):
             problem = datamodule.problem
-        with _located_in(cfg, "model"):
-            model = registry.build("paradigms", v["model"], key="model", problem=problem)
+        model = registry.build("paradigms", v["model"], key="model", problem=problem)
         run_dir = run_dir or make_run_dir(cfg)
         if not _is_worker_rank():
             (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(v)))
         callbacks = [built for built, _ in registry.build_mapping("callbacks", v.get("callbacks"), key="callbacks").values()]
-        callbacks += _checkpoint_callbacks(v.get("checkpoint") or {}, run_dir)
+        with _lightning_errors("checkpoint", v.get("checkpoint") or {}):
+            callbacks += _checkpoint_callbacks(v.get("checkpoint") or {}, run_dir)
         from fwi_lightning.callbacks.guards import NonFiniteLossGuard
         from fwi_lightning.callbacks.resume import RandomState
 
@@ -184,7 +192,8 @@ class Run:
         trainer_args = dict(v.get("trainer") or {})
         trainer_args.setdefault("enable_progress_bar", progress)
         trainer_args.setdefault("enable_model_summary", progress)
-        trainer = pl.Trainer(default_root_dir=str(run_dir), logger=loggers, callbacks=callbacks, **trainer_args)
+        with _lightning_errors("trainer", trainer_args):
+            trainer = pl.Trainer(default_root_dir=str(run_dir), logger=loggers, callbacks=callbacks, **trainer_args)
         notices = [notice] if notice else []
         if resume_from is not None:
             notices.append(f"resuming from {resume_from}")
@@ -234,16 +243,20 @@ class Run:
 
 
 @contextmanager
-def _located_in(cfg: Config, section: str) -> Iterator[None]:
-    """Errors a component raises while it is built name the YAML file and the full key path."""
-    from fwi_lightning.config import relocate
+def _lightning_errors(section: str, settings: dict[str, Any]) -> Iterator[None]:
+    """A configuration error Lightning raises while building becomes a `ConfigError`
+    keyed at the argument of `section` its message names (the section when none)."""
+    import re
+
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     try:
         yield
-    except DataError:
-        raise
-    except FWIError as exc:
-        raise relocate(exc, cfg, section) from exc.__cause__
+    except (MisconfigurationException, ValueError, TypeError) as exc:
+        message = " ".join(str(exc).split())
+        named = [name for name in settings if re.search(rf"\b{re.escape(name)}\b", message)]
+        key = f"{section}.{named[0]}" if named else section
+        raise ConfigError(f"Lightning rejects this setting: {message}", key=key) from exc
 
 
 def _as_float(value: Any) -> float | None:

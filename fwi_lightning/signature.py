@@ -68,6 +68,27 @@ def signature_of(obj: Any, group: str | None = None) -> Signature:
     return Signature(params, is_open)
 
 
+def unannotated(obj: Any, group: str | None = None) -> list[str]:
+    """The YAML-settable parameters of a component that carry no type annotation.
+
+    The validator cannot check a value against a missing annotation, so a wrong-typed
+    value would pass and fail deep inside the component; plugin checks flag these.
+    """
+    injected = set(INJECTED.get(group, ())) if group else set()
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return []
+    return [
+        p.name
+        for p in sig.parameters.values()
+        if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        and p.name not in injected
+        and p.name != "self"
+        and p.annotation is inspect.Parameter.empty
+    ]
+
+
 def dataclass_type(annotation: Any) -> type | None:
     """The dataclass an annotation asks for (``X`` or ``Optional[X]``), else None."""
     candidates = [annotation]

@@ -242,7 +242,7 @@ def check_network(network: Any, *, paradigm: str = "supervised", **params: Any):
     from fwi_lightning import registry
     from fwi_lightning.networks.base import VelocityNetwork
 
-    spec = {"name": component_name("networks", network), **params}
+    spec = {"name": _named("networks", network), **params}
     model = {"name": paradigm, "network": spec}
     _validate(tiny_experiment(model))
     datamodule = tiny_datamodule()
@@ -300,7 +300,7 @@ def check_loss(loss: Any, *, paradigm: str = "supervised", **params: Any):
     from fwi_lightning import registry
     from fwi_lightning.errors import DataError
 
-    name = component_name("losses", loss)
+    name = _named("losses", loss)
     model = {"name": paradigm, "network": dict(TINY_NETWORK), "losses": {"contract": {"name": name, "weight": 1.0, **params}}}
     _validate(tiny_experiment(model))
     datamodule = tiny_datamodule()
@@ -354,7 +354,7 @@ def check_velocity_family(family: Any, **params: Any):
 
     from fwi_lightning import registry
 
-    name = component_name("velocity", family)
+    name = _named("velocity", family)
     data = tiny_data_config(families={"contract": {"name": name, "weight": 1.0, **params}})
     model = {"name": "supervised", "network": dict(TINY_NETWORK)}
     _validate(tiny_experiment(model, data=data))
@@ -408,7 +408,7 @@ def check_datamodule(datamodule: Any, **params: Any):
 
     from fwi_lightning.problem import Problem
 
-    data = {"name": component_name("datamodules", datamodule), **params}
+    data = {"name": _named("datamodules", datamodule), **params}
     model = {"name": "supervised", "network": dict(TINY_NETWORK)}
     _validate(tiny_experiment(model, data=data))
     built = tiny_datamodule(data)
@@ -446,7 +446,7 @@ def check_callback(callback: Any, *, paradigm: str = "supervised", **params: Any
 
     from fwi_lightning import registry
 
-    name = component_name("callbacks", callback)
+    name = _named("callbacks", callback)
     callbacks = {"contract": {"name": name, **params}}
     experiment = tiny_experiment(_with_network({"name": paradigm}), callbacks=callbacks)
     _validate(experiment)
@@ -480,7 +480,7 @@ def check_paradigm(paradigm: Any, *, data: Optional[Mapping[str, Any]] = None,
     from fwi_lightning.config import load_config, validate
     from fwi_lightning.runner import Run
 
-    name = component_name("paradigms", paradigm)
+    name = _named("paradigms", paradigm)
     label = f"paradigm '{name}'"
     with tempfile.TemporaryDirectory(prefix="fwi-contract-") as tmp:
         experiment = tiny_experiment(_with_network({"name": name, **params}), data=data, callbacks=callbacks, run_dir=tmp)
@@ -539,6 +539,20 @@ def component_name(group: str, component: Any) -> str:
     if found is not component:
         raise TypeError(f"'{target}' imports a different object than {component!r}; define it at module level")
     return target
+
+
+def _named(group: str, component: Any) -> str:
+    """`component_name`, asserting that every YAML parameter of the component is annotated
+    (validation checks a value against its annotation; without one, anything passes)."""
+    from fwi_lightning import registry
+    from fwi_lightning.signature import unannotated
+
+    name = component_name(group, component)
+    missing = unannotated(registry.load(group, name), group)
+    assert not missing, (
+        f"{registry.SINGULAR[group]} '{name}': parameter '{missing[0]}' has no type annotation, "
+        "so validation cannot check its YAML value; annotate it (e.g. int, float, Sequence[float])")
+    return name
 
 
 def _default_callbacks() -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 
 from fwi_lightning.cli import main
 from fwi_lightning.config import load_config, validate
-from fwi_lightning.errors import ConfigError
+from fwi_lightning.errors import ConfigError, FWIError
 
 TOY_MODULE = """
 from typing import Literal, Optional, Sequence
@@ -128,7 +128,7 @@ def test_base_cycle_is_reported(tmp_path):
 )
 def test_validation_errors_name_file_key_and_fix(toy, override, fragments):
     path, _ = toy
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(FWIError) as info:
         validate(load_config(path, [override]))
     text = str(info.value)
     assert str(path) in text, text

@@ -69,7 +69,7 @@ def test_module_attr_form_is_accepted_anywhere(fake_distribution):
 def test_broken_plugin_is_skipped_in_listing_but_fatal_when_requested(fake_distribution):
     fake_distribution("broken-plugin", "0.3", {"losses": {"broken": "broken_mod:Loss"}}, {"broken_mod": "raise ImportError('no gpu here')"})
     assert "broken" in registry.names("losses")
-    with pytest.warns(UserWarning, match="skipping losses 'broken'"):
+    with pytest.warns(UserWarning, match="skipping loss 'broken'"):
         skipped = registry.warn_broken("losses")
     assert [e.name for e in skipped] == ["broken"]
     with pytest.raises(RegistryError) as info:
@@ -113,7 +113,7 @@ def test_unknown_group_is_rejected():
 
 
 def test_weighted_mapping_entries():
-    entries = registry.mapping_entries({"l1": 1.0, "ssim": {"weight": 0.5, "window": 7}, "tv": None, "twice": {"name": "l1"}}, key="model.losses", weighted=True)
+    entries = registry.mapping_entries({"l1": 1.0, "ssim": {"weight": 0.5, "window": 7}, "tv": None, "twice": {"name": "l1"}}, weighted=True)
     assert entries == {"l1": ("l1", {}, 1.0), "ssim": ("ssim", {"window": 7}, 0.5), "twice": ("l1", {}, 1.0)}
     with pytest.raises(RegistryError, match="mapping keyed by component name"):
-        registry.mapping_entries(["l1"], key="model.losses", weighted=True)
+        registry.mapping_entries(["l1"], weighted=True)

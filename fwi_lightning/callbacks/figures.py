@@ -34,7 +34,7 @@ class VelocityFigures(Callback):
     def __init__(self, every_n_epochs: int = 1, n_samples: int = 4):
         for key, value in (("every_n_epochs", every_n_epochs), ("n_samples", n_samples)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"expected a positive integer, got {value!r}", key=f"callbacks.figures.{key}")
+                raise ConfigError(f"expected a positive integer, got {value!r}", key=key)
         self.every_n_epochs = every_n_epochs
         self.n_samples = n_samples
         self.samples: dict[str, dict[str, torch.Tensor]] = {}

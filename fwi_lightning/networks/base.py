@@ -102,7 +102,7 @@ def norm_layer(norm: Norm, channels: int) -> nn.Module:
         return nn.InstanceNorm2d(channels, affine=True)
     if norm == "none":
         return nn.Identity()
-    raise ConfigError(f"unknown norm '{norm}'; choose batch, instance or none", key="model.network.norm")
+    raise ConfigError(f"unknown norm '{norm}'; choose batch, instance or none", key="norm")
 
 
 class ConvBlock(nn.Sequential):
@@ -198,6 +198,6 @@ def check_channels(channels: Sequence[int], *, network: str, exactly: int | None
         wanted = f"exactly {exactly}" if exactly is not None else f"at least {at_least}"
         raise ConfigError(
             f"network '{network}' parameter 'channels' expects {wanted} positive integers, got {values!r}",
-            key="model.network.channels",
+            key="channels",
         )
     return values

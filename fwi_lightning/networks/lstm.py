@@ -39,7 +39,7 @@ class LSTMNet(VelocityNetwork):
         super().__init__(problem)
         channels = check_channels(channels, network="lstm")
         if cell not in RECURRENT:
-            raise ConfigError(f"unknown cell '{cell}'; choose lstm or gru", key="model.network.cell")
+            raise ConfigError(f"unknown cell '{cell}'; choose lstm or gru", key="cell")
         shots, nt, nr = self.data_shape
         self.steps = min(int(steps), nt)
         self.embed = nn.Linear(shots * nr, hidden)

@@ -38,7 +38,7 @@ class TransformerNet(VelocityNetwork):
         super().__init__(problem)
         channels = check_channels(channels, network="transformer")
         if dim % heads:
-            raise ConfigError(f"dim {dim} must be a multiple of heads {heads}", key="model.network.heads")
+            raise ConfigError(f"dim {dim} must be a multiple of heads {heads}", key="heads")
         shots, nt, nr = self.data_shape
         self.grid = (min(int(tokens[0]), nt), min(int(tokens[1]), nr))
         patch = (max(1, round(nt / self.grid[0])), max(1, round(nr / self.grid[1])))

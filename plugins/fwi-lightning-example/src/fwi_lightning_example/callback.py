@@ -28,7 +28,7 @@ class SaturationMonitor(Callback):
 
     def __init__(self, margin: float = 0.01):
         if not 0 < margin < 0.5:
-            raise ConfigError(f"expected a fraction in (0, 0.5), got {margin}", key="callbacks.example_saturation.margin")
+            raise ConfigError(f"expected a fraction in (0, 0.5), got {margin}", key="margin")
         self.margin = float(margin)
 
     def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,

@@ -33,11 +33,11 @@ class DeadTraces(LightningDataModule):
     def __init__(self, seed: int = 0, base: DataModuleSpec = None, fraction: float = 0.1):
         super().__init__()
         if not base:
-            raise ConfigError("name the wrapped data module, e.g. base: {name: simulated, ...}", key="data.base")
+            raise ConfigError("name the wrapped data module, e.g. base: {name: simulated, ...}", key="base")
         if not 0 <= fraction < 1:
-            raise ConfigError(f"expected a fraction in [0, 1), got {fraction}", key="data.fraction")
+            raise ConfigError(f"expected a fraction in [0, 1), got {fraction}", key="fraction")
         self.seed, self.fraction = int(seed), float(fraction)
-        self.base = registry.build("datamodules", base, key="data.base", seed=seed)
+        self.base = registry.build("datamodules", base, key="base", seed=seed)
 
     @property
     def problem(self):
