@@ -84,6 +84,7 @@ def experiment_args(tmp_path, *overrides):
         (["data.target.survey.nt=100"], ["key 'data.target.survey'", "nt (120 vs 100)"]),
         (["data.target.families={flatvell: 1.0}"], ["key 'data.target.families.flatvell'", "did you mean 'flatvel'"]),
         (["data.source=null"], ["key 'data.source'", "source data module is missing"]),
+        (["data.target.sizes={tran: 3}"], ["key 'data.target.sizes.tran'", "unknown split 'tran'"]),  # the target's own error, keyed under target
     ],
 )
 def test_fwi_run_reports_domain_mistakes_in_one_line(tmp_path, capsys, overrides, fragments):
