@@ -122,6 +122,9 @@ def test_velocity_family_contract(name, settings):
 
 @pytest.mark.parametrize("name", builtins("datamodules"))
 def test_datamodule_contract(name, settings):
+    if name == "source_target":
+        pytest.skip("its training batches are {source, target} pairs, which the supervised check run cannot read; "
+                    "tests/test_combined.py checks it")
     testing.check_datamodule(name, **settings("datamodules", name))
 
 
