@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -26,8 +28,35 @@ def test_velocity_family_contract():
 
 def test_callback_contract():
     check = testing.check_callback("example_saturation", margin=0.05)
-    assert 0.0 <= check.fit_metrics["val/saturation"] <= 1.0
-    assert check.fit_metrics["val/velocity_std_ms"] > 0.0
+    assert {"val/saturation", "val/velocity_std_mps"} <= set(check.fit_metrics)
+
+
+class _Predicting:
+    """A stand-in module over 1500..4500 m/s: predicts fixed velocities, records what is logged."""
+
+    problem = SimpleNamespace(velocity_range=(1500.0, 4500.0))
+
+    def __init__(self, velocity: torch.Tensor):
+        self.velocity = velocity
+        self.logged: dict[str, float] = {}
+
+    def __call__(self, data: torch.Tensor) -> torch.Tensor:
+        return self.velocity
+
+    def log(self, name: str, value: torch.Tensor, **kwargs) -> None:
+        self.logged[name] = float(value)
+
+
+def test_saturation_counts_the_cells_within_the_margin_of_either_bound():
+    # Margin 0.05 of 3000 m/s: saturated at or below 1650 m/s, at or above 4350 m/s.
+    velocity = torch.full((2, 1, 4, 4), 3000.0)
+    velocity[0, 0, 0, :3] = torch.tensor([1500.0, 1650.0, 1651.0])  # 2 saturated, 1 just inside
+    velocity[1, 0, 3, :] = torch.tensor([4349.0, 4350.0, 4400.0, 4500.0])  # 3 saturated
+    module = _Predicting(velocity)
+    callback = registry.build("callbacks", {"name": "example_saturation", "margin": 0.05}, key="callbacks")
+    callback.on_validation_batch_end(None, module, None, {"data": torch.zeros(2, 1, 1, 1)}, 0)
+    assert module.logged["val/saturation"] == pytest.approx(5 / 32)
+    assert module.logged["val/velocity_std_mps"] == pytest.approx(np.std(velocity.numpy(), ddof=1), rel=1e-6)
 
 
 def test_datamodule_contract():
