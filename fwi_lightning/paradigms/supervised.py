@@ -33,8 +33,8 @@ class Supervised(ParadigmBase):
     def configure_models(self) -> None:
         """Build the backbone from ``hparams['network']``."""
         if not self.hparams.get("network"):
-            raise ConfigError("the supervised paradigm needs a network, e.g. {name: inversionnet}", key="model.network")
-        self.network = registry.build("networks", self.hparams["network"], key="model.network", problem=self.problem)
+            raise ConfigError("the supervised paradigm needs a network, e.g. {name: inversionnet}", key="network")
+        self.network = registry.build("networks", self.hparams["network"], key="network", problem=self.problem)
 
     def forward(self, data: torch.Tensor) -> torch.Tensor:
         """Data [B, S, T, R] raw amplitudes -> velocity [B, 1, NZ, NX] in m/s."""
