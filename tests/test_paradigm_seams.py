@@ -111,6 +111,7 @@ def test_two_optimisers_under_manual_optimisation_each_step_once_per_batch(datam
     assert {"train/loss", "train/l1", "train/critic"} <= set(model.trainer.callback_metrics)
 
 
+@pytest.mark.filterwarnings("ignore:Using ModelCheckpoint with manual optimization")
 def test_guard_stops_a_nan_loss_under_manual_optimisation_and_keeps_the_last_good_checkpoint(datamodule, tmp_path):
     model = toy(datamodule, poison_at=3)  # batches 0-2 are good; the 4th is poisoned
     checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1, save_top_k=0)

@@ -89,6 +89,14 @@ def reads_of(loss: nn.Module) -> tuple[str, ...]:
     return tuple(getattr(loss, "reads", VELOCITY_ONLY))
 
 
+def evaluate(loss: nn.Module, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, Any]) -> torch.Tensor:
+    """One loss on a paradigm's named outputs: an `OutputLoss` gets the outputs it reads,
+    any other loss the ``velocity`` [B, 1, NZ, NX] in m/s."""
+    if isinstance(loss, OutputLoss):
+        return loss({name: outputs[name] for name in loss.reads}, batch)
+    return loss(outputs["velocity"], batch)
+
+
 class WeightedLoss(nn.Module):
     """The weighted sum of a name-keyed mapping of losses, e.g. ``{l1: 1.0, ssim: 0.1}``.
 
@@ -125,12 +133,6 @@ class WeightedLoss(nn.Module):
         (weighted total, {label: unweighted term})."""
         if isinstance(outputs, torch.Tensor):
             outputs = {"velocity": outputs}
-        terms = {label: self._term(loss, outputs, batch) for label, loss in self.terms.items()}
+        terms = {label: evaluate(loss, outputs, batch) for label, loss in self.terms.items()}
         total = sum(self.weights[label] * value for label, value in terms.items())
         return total, terms
-
-    @staticmethod
-    def _term(loss: nn.Module, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, Any]) -> torch.Tensor:
-        if isinstance(loss, OutputLoss):
-            return loss({name: outputs[name] for name in loss.reads}, batch)
-        return loss(outputs["velocity"], batch)

@@ -20,6 +20,10 @@ def test_loss_contract():
     testing.check_loss("example_gradient_difference", alpha=2.0)
 
 
+def test_named_output_loss_contract_in_the_paradigm_that_produces_its_output():
+    testing.check_loss("example_noisy_l1", paradigm="example_noise_consistency")
+
+
 def test_velocity_family_contract():
     testing.check_velocity_family("example_anomaly", amplitude=[0.2, 0.3])
 
