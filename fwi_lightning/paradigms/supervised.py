@@ -41,8 +41,7 @@ class Supervised(ParadigmBase):
         return self.network(data)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        """Weighted velocity loss of a labelled batch; logs the total and every term."""
-        prediction = self(batch["data"])
-        total, terms = self.criterion(prediction, batch)
-        self.log_losses("train", total, terms, len(prediction))
+        """Weighted loss of the named outputs of a labelled batch; logs the total and every term."""
+        total, terms = self.criterion(self.outputs(batch), batch)
+        self.log_losses("train", total, terms, len(batch["data"]))
         return total
