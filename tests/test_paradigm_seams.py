@@ -159,6 +159,18 @@ class Fixed(ParadigmBase):
         return self.criterion(self.outputs(batch), batch)[0]
 
 
+def test_guard_stops_a_nan_loss_under_automatic_optimisation_before_the_step(datamodule, tmp_path):
+    class Poisoned(Fixed):
+        def training_step(self, batch, batch_idx):
+            return super().training_step(batch, batch_idx) * float("nan")
+
+    model = Poisoned(datamodule.problem, optimizer={"name": "sgd", "lr": 1.0})
+    with pytest.raises(NonFiniteLossError, match="training loss became nan at epoch 0, step 0"):
+        trainer(tmp_path, limit_val_batches=0, enable_checkpointing=False, callbacks=[NonFiniteLossGuard()]).fit(
+            model, datamodule=datamodule)
+    assert torch.equal(model.model.detach(), torch.full_like(model.model, 3000.0))  # SGD never applied the NaN gradient
+
+
 def unlabelled(batch: dict[str, Any], samples: int = 2) -> DataLoader:
     """The batch's samples one by one without their velocity, as a data loader."""
     return DataLoader([{k: v[i:i + 1] for k, v in batch.items() if k != "velocity"} for i in range(samples)], batch_size=None)
