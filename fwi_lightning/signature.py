@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
 import typing
 from dataclasses import dataclass
 from typing import Any
@@ -89,10 +90,15 @@ def unannotated(obj: Any, group: str | None = None) -> list[str]:
     ]
 
 
+def _is_union(annotation: Any) -> bool:
+    """True for ``Optional[X]``, ``Union[X, Y]`` and the ``X | Y`` form alike."""
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
 def dataclass_type(annotation: Any) -> type | None:
     """The dataclass an annotation asks for (``X`` or ``Optional[X]``), else None."""
     candidates = [annotation]
-    if typing.get_origin(annotation) is typing.Union:
+    if _is_union(annotation):
         candidates = [a for a in typing.get_args(annotation) if a is not type(None)]
     for c in candidates:
         if typing.get_origin(c) is typing.Annotated:
@@ -147,7 +153,7 @@ def type_name(annotation: Any) -> str:
     args = typing.get_args(annotation)
     if origin is typing.Annotated:
         return type_name(args[0])
-    if origin is typing.Union:
+    if _is_union(annotation):
         names = [type_name(a) for a in args if a is not type(None)]
         tail = " or null" if type(None) in args else ""
         return " or ".join(names) + tail
@@ -173,7 +179,7 @@ def matches(value: Any, annotation: Any) -> bool:
     args = typing.get_args(annotation)
     if origin is typing.Annotated:
         return matches(value, args[0])
-    if origin is typing.Union:
+    if _is_union(annotation):
         return any(matches(value, a) for a in args)
     if annotation is type(None) or annotation is None:
         return value is None

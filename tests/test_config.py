@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from typing import Optional
 
 import pytest
 
@@ -237,3 +238,14 @@ def test_inversionnet_width_is_openfwi_proportions():
     problem = Problem(Survey(), (1500.0, 4500.0), (-1.0, 1.0))
     net = registry.build("networks", {"name": "inversionnet", "width": 32}, key="model.network", problem=problem)
     assert sum(p.numel() for p in net.parameters()) == 24_409_123
+
+
+@pytest.mark.parametrize("annotation", [Optional[int], int | None])
+def test_both_union_spellings_are_checked(annotation):
+    """``Optional[int]`` and ``int | None`` (PEP 604) must be validated alike: before, the
+    second form matched anything, so a plugin written in modern syntax went unchecked."""
+    from fwi_lightning.signature import matches, type_name
+
+    assert matches(3, annotation) and matches(None, annotation)
+    assert not matches("three", annotation) and not matches(2.5, annotation)
+    assert type_name(annotation) == "int or null"
