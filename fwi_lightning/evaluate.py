@@ -201,8 +201,17 @@ def check_network(hparams: Mapping[str, Any], model_section: Mapping[str, Any]) 
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint's contents on CPU (the user's own file, as Lightning loads it)."""
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """The checkpoint's contents on CPU (the user's own file, as Lightning loads it).
+
+    Raises:
+        ConfigError: the file cannot be read as a checkpoint.
+    """
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
+        raise ConfigError(f"cannot read the checkpoint: {' '.join(str(exc).split())[:200]}", file=str(path)) from None
 
 
 def load_model(cfg, checkpoint: Path, problem: Problem):
@@ -223,9 +232,11 @@ def load_model(cfg, checkpoint: Path, problem: Problem):
 
     contents = read_checkpoint(checkpoint)
     hparams = contents.get("hyper_parameters") or {}
-    if "problem" not in hparams or "state_dict" not in contents:
-        raise ConfigError(f"{checkpoint} was not written by an fwi-lightning run (no problem or weights in it)", key="checkpoint")
-    trained = Problem.from_dict(hparams["problem"])
+    try:
+        trained = Problem.from_dict(hparams["problem"])
+        weights = contents["state_dict"]
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"{checkpoint} was not written by an fwi-lightning run (no problem or weights in it)", file=str(checkpoint)) from None
     check_problem(trained, problem)
     check_network(hparams, cfg.values["model"])
     paradigm = registry.load("paradigms", cfg.values["model"]["name"], key="model.name")
@@ -233,9 +244,9 @@ def load_model(cfg, checkpoint: Path, problem: Problem):
     settings = {k: v for k, v in hparams.items() if k != "problem"}
     with registry.located("model"):
         model = paradigm(problem=used, **settings)
-    check_state_dict(model, contents["state_dict"], key="model",
+    check_state_dict(model, weights, key="model",
                      fix=f"evaluate with the config it was trained with (drop the model section or set it as in {run_config_file(checkpoint) or 'its run'})")
-    model.load_state_dict(contents["state_dict"])
+    model.load_state_dict(weights)
     return model
 
 
