@@ -183,7 +183,7 @@ def test_a_file_that_is_no_run_checkpoint_is_one_line(tmp_path, capsys):
 def test_a_missing_run_folder_is_one_line(capsys):
     assert main(["test", "/nonexistent/run"]) == 2
     err = capsys.readouterr().err
-    assert "no checkpoint at /nonexistent/run/checkpoints/last.ckpt" in err and err.count("\n") == 1
+    assert "no checkpoint at /nonexistent/run;" in err and err.count("\n") == 1
 
 
 def test_a_checkpoint_without_its_run_config_needs_a_file(trained, tmp_path, capsys):
