@@ -189,6 +189,15 @@ class Run:
         with registry.located("data"):
             problem = datamodule.problem
         extra_callbacks: list[Any] = []
+        notices: list[str] = []
+        if resume_from is not None:
+            from fwi_lightning.evaluate import check_state_dict, read_checkpoint
+
+            resumed = read_checkpoint(resume_from)
+            problem, changed_data = prepare_resume(cfg, resume_from, resumed, problem, allow_changed=allow_changed)
+            if changed_data:
+                datamodule.load_state_dict = _keep_state  # its saved knobs describe the old data
+                notices.append("resuming with changed data: the data module's saved state (knob values) is not restored")
         if checkpoint is not None:
             from fwi_lightning.evaluate import SampleMetrics, load_model
 
@@ -197,11 +206,14 @@ class Run:
         else:
             model = registry.build("paradigms", v["model"], key="model", problem=problem)
         if resume_from is not None:
-            check_resume(cfg, resume_from, model, allow_changed=allow_changed)
+            check_state_dict(model, resumed.get("state_dict", {}), key="resume",
+                             fix="resume from a run of this same model, or start a new run")
         created = run_dir is None
         run_dir = run_dir or make_run_dir(cfg)
         try:
-            return cls._finish(cfg, run_dir, datamodule, model, resume_from, checkpoint, extra_callbacks, created)
+            run = cls._finish(cfg, run_dir, datamodule, model, resume_from, checkpoint, extra_callbacks, created)
+            run.notices += notices
+            return run
         except BaseException:
             if created:
                 discard_folder(run_dir)
@@ -329,32 +341,43 @@ def discard_folder(run_dir: Path) -> None:
             del os.environ[RUN_DIR_ENV]
 
 
-def check_resume(cfg: Config, checkpoint: Path, model: Any, *, allow_changed: bool) -> None:
-    """Refuse to resume from a checkpoint of other settings or another network.
+def prepare_resume(cfg: Config, checkpoint: Path, contents: dict[str, Any], problem: Any, *, allow_changed: bool) -> tuple[Any, bool]:
+    """Refuse to resume with other settings; return the problem to build the model on
+    (with the checkpoint's data normalisation, from its `contents`) and whether the data
+    settings changed.
 
     The ``model`` and ``data`` sections (survey included) must equal those of the
     resumed run's ``config.yaml`` unless `allow_changed`; trainer, callbacks, logger and
-    checkpoint settings may change (e.g. a larger ``max_epochs``). The weights must fit
-    the model this config builds.
+    checkpoint settings may change (e.g. a larger ``max_epochs``).
 
     Raises:
-        ConfigError: at ``resume``, naming the changed keys or the mismatching weight.
+        ConfigError: at ``resume``, naming the changed keys.
     """
+    import dataclasses
+
     import yaml
 
-    from fwi_lightning.evaluate import changed_settings, check_state_dict, describe_keys, read_checkpoint, run_config_file
+    from fwi_lightning.evaluate import changed_settings, describe_keys, run_config_file
+    from fwi_lightning.problem import Problem
 
+    changed: list[str] = []
     previous_file = run_config_file(checkpoint)
-    if previous_file is not None and not allow_changed:
+    if previous_file is not None:
         changed = changed_settings(yaml.safe_load(previous_file.read_text()) or {}, cfg.values)
-        if changed:
+        if changed and not allow_changed:
             raise cfg.error(
                 "resume",
                 f"this config changes {describe_keys(changed)} of the run it resumes ({previous_file}); "
                 "resume with that run's settings, start a new run, or pass --allow-changed-config to continue with the changes on purpose",
             )
-    check_state_dict(model, read_checkpoint(checkpoint).get("state_dict", {}), key="resume",
-                     fix="resume from a run of this same model, or start a new run")
+    saved = (contents.get("hyper_parameters") or {}).get("problem")
+    if saved is not None:
+        problem = dataclasses.replace(problem, data_range=Problem.from_dict(saved).data_range)
+    return problem, any(key.startswith("data.") for key in changed)
+
+
+def _keep_state(state_dict: dict[str, Any]) -> None:
+    """A data module's `load_state_dict` when resuming with changed data: keep the new state."""
 
 
 @contextmanager
