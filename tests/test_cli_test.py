@@ -193,3 +193,16 @@ def test_a_checkpoint_without_its_run_config_needs_a_file(trained, tmp_path, cap
     assert main(["test", str(lone)]) == 2
     err = capsys.readouterr().err
     assert "no config.yaml in the run folder" in err and "EXPERIMENT.yaml" in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_wandb_without_credentials_prints_one_line(tmp_path, monkeypatch, capfd):
+    """The offline notice is the only W&B line (W&B's own banner and warnings stay quiet)."""
+    pytest.importorskip("wandb")
+    for var in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    assert main([str(write_experiment(tmp_path)), "logger.name=wandb"]) == 0
+    captured = capfd.readouterr()
+    lines = [line for line in (captured.out + captured.err).splitlines() if line.lower().startswith("wandb")]
+    assert len(lines) == 1 and lines[0].startswith("wandb: no credentials found, logging offline"), lines
