@@ -35,7 +35,7 @@ def _run_parser() -> argparse.ArgumentParser:
         "  fwi-run experiments/quickstart.yaml callbacks.figures=null --dry-run\n  fwi-run list networks",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("file", metavar="FILE", help="experiment YAML file (or 'list')")
+    parser.add_argument("file", metavar="FILE", help="experiment YAML file (or 'list', 'test': see above)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides; key=null removes a component")
     parser.add_argument("--dry-run", action="store_true", help="validate and build every component, print a summary, train nothing")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config, with every component's defaults, and exit")
@@ -51,7 +51,7 @@ def _test_parser() -> argparse.ArgumentParser:
         description="Evaluate a trained model on the test split of any data config; never trains. Writes a run folder "
         "with summary.json, samples.csv (metrics per sample) and figures.",
         epilog="examples:\n  fwi-run test runs/quickstart/quickstart-20260101-120000\n"
-        "  fwi-run test runs/quickstart/quickstart-20260101-120000 ~data.families data.families.marmousi.name=model_file "
+        "  fwi-run test runs/quickstart/quickstart-20260101-120000 '~data.families' data.families.marmousi.name=model_file "
         "data.families.marmousi.path=marmousi.npy data.families.marmousi.file_spacing=4",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -127,11 +127,11 @@ def run_experiment(file: str, overrides: list[str], *, dry_run: bool = False, pr
 def test_checkpoint(target: str, rest: list[str]) -> int:
     """``fwi-run test``: evaluate a checkpoint on a config's test split; never trains."""
     from fwi_lightning.config import validate
-    from fwi_lightning.evaluate import find_checkpoint, test_config
+    from fwi_lightning.evaluate import find_checkpoint, evaluation_config
 
     checkpoint = find_checkpoint(target)
     file = rest[0] if rest and "=" not in rest[0] and not rest[0].startswith("~") else None
-    cfg = validate(test_config(checkpoint, file, rest[1:] if file else rest))
+    cfg = validate(evaluation_config(checkpoint, file, rest[1:] if file else rest))
     from fwi_lightning import runner
 
     run = runner.Run.build(cfg, checkpoint=checkpoint)

@@ -3,7 +3,7 @@
 ``fwi-run test RUN_DIR|CKPT [EXPERIMENT.yaml] [key=value ...]`` walks::
 
     checkpoint = find_checkpoint(target)        # a run folder's best (else last) checkpoint
-    cfg = test_config(checkpoint, file, overrides)   # the run's config.yaml when no file
+    cfg = evaluation_config(checkpoint, file, overrides)   # the run's config.yaml when no file
     run = Run.build(cfg, checkpoint=checkpoint)  # paradigm from the checkpoint, data from cfg
     run.evaluate()                               # trainer.test only: never trains
 
@@ -78,7 +78,7 @@ def run_config_file(checkpoint: Path) -> Path | None:
     return next((c for c in candidates if c.is_file()), None)
 
 
-def test_config(checkpoint: Path, file: str | None, overrides: list[str]):
+def evaluation_config(checkpoint: Path, file: str | None, overrides: list[str]):
     """The config of an evaluation: `file` (default: the checkpoint's run ``config.yaml``)
     with `overrides` on top; ``resume`` is cleared and the run is named ``<name>-test``.
 
@@ -246,6 +246,7 @@ def load_model(cfg, checkpoint: Path, problem: Problem):
         model = paradigm(problem=used, **settings)
     check_state_dict(model, weights, key="model",
                      fix=f"evaluate with the config it was trained with (drop the model section or set it as in {run_config_file(checkpoint) or 'its run'})")
+    model.on_load_checkpoint(contents)  # as `load_from_checkpoint` does, before the weights
     model.load_state_dict(weights)
     return model
 

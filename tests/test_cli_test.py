@@ -21,7 +21,7 @@ from fwi_lightning.cli import main
 from fwi_lightning.testing import tiny_data_config, tiny_experiment
 
 #: One epoch of two training batches on CPU.
-TRAINER = {"max_epochs": 1, "accelerator": "cpu", "devices": 1, "limit_train_batches": 2,
+TRAINER = {"max_epochs": 1, "accelerator": "cpu", "devices": 1, "limit_train_batches": 2, "log_every_n_steps": 1,
            "enable_progress_bar": False, "enable_model_summary": False}
 
 
