@@ -177,7 +177,7 @@ def print_report(report: dict) -> None:
     print(f"time: simulation {s['simulation']} s, training {s['training']} s, test {s['test']} s, "
           f"total {s['total']} s of {report['budget_s']:.0f} s")
     print("| metric | value |\n| --- | --- |")
-    for name in ("mae", "rmse", "ssim", "mae_ms", "rmse_ms", "data_misfit"):
+    for name in ("mae", "rmse", "ssim", "mae_mps", "rmse_mps", "data_misfit"):
         if f"test/{name}" in m:
             print(f"| test/{name} | {m[f'test/{name}']:.4f} |")
     print("\nOpenFWI InversionNet (MAE / SSIM): " + ", ".join(f"{k} {v[0]} / {v[1]}" for k, v in OPENFWI_INVERSIONNET.items()))

@@ -2,7 +2,9 @@
 
 Figures are built on `matplotlib.figure.Figure` with the Agg canvas, so they work
 without a display and never touch the user's pyplot backend. Axes are in km and
-seconds; colour bars in m/s.
+seconds; colour bars in m/s. Shot gathers are shown after automatic gain control
+(`agc`) and clipped at the `GATHER_CLIP_PERCENTILE` percentile of their magnitude, so
+the direct wave does not swamp the reflections.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from fwi_lightning.problem import Problem
+
+#: Length in s of the automatic-gain-control window for shot gathers (1.5 periods at 15 Hz).
+AGC_WINDOW_S = 0.1
+#: Percentile of |gained amplitude| at which the gather colour scale is clipped.
+GATHER_CLIP_PERCENTILE = 98.0
 
 
 def velocity_extent(problem: Problem) -> tuple[float, float, float, float]:
@@ -60,16 +67,46 @@ def velocity_comparison(problem: Problem, true: np.ndarray, predicted: np.ndarra
     return fig
 
 
+def agc(gather: np.ndarray, dt: float, window_s: float = AGC_WINDOW_S) -> np.ndarray:
+    """Automatic gain control: each sample divided by its trace's RMS over a centred window.
+
+    The window is ``window_s`` long (clipped at the ends of the trace, where the mean
+    runs over the samples inside). A constant-envelope signal comes out at unit RMS
+    whatever its amplitude, so a weak late reflection is shown at the scale of the
+    direct wave. Samples quieter than 1e-3 x the gather's RMS are not amplified further.
+
+    Args:
+        gather: [T, R] amplitudes (any unit). dt: sampling interval in s.
+        window_s: window length in s.
+
+    Returns:
+        [T, R] dimensionless gained amplitudes.
+    """
+    n = gather.shape[0]
+    half = max(1, int(round(window_s / dt / 2)))
+    power = np.square(gather, dtype=np.float64)
+    cumulative = np.concatenate([np.zeros((1, *power.shape[1:])), np.cumsum(power, axis=0)])
+    start = np.clip(np.arange(n) - half, 0, n)
+    stop = np.clip(np.arange(n) + half + 1, 0, n)
+    local = (cumulative[stop] - cumulative[start]) / (stop - start)[:, None]
+    floor = max(1e-6 * float(power.mean()), np.finfo(np.float64).tiny)
+    return gather / np.sqrt(local + floor)
+
+
 def _gather(fig: Figure, ax, problem: Problem, gather: np.ndarray, shot: int) -> None:
-    """Plot one shot gather [T, R] against receiver position in km and time in s, clipped at the 99th percentile."""
-    clip = max(float(np.percentile(np.abs(gather), 99)), 1e-12)
+    """Plot one shot gather [T, R] against receiver position in km and time in s.
+
+    Shown after `agc`, grey scale clipped at ``GATHER_CLIP_PERCENTILE`` of |gained amplitude|.
+    """
     survey = problem.survey
+    gained = agc(gather, survey.dt)
+    clip = max(float(np.percentile(np.abs(gained), GATHER_CLIP_PERCENTILE)), 1e-12)
     duration = gather.shape[0] * survey.dt
     columns = survey.receiver_columns
     h = survey.spacing / 1000.0
-    shown = ax.imshow(gather, cmap="gray", vmin=-clip, vmax=clip, aspect="auto",
+    shown = ax.imshow(gained, cmap="gray", vmin=-clip, vmax=clip, aspect="auto",
                       extent=(columns[0] * h, columns[-1] * h, duration, 0.0))
-    fig.colorbar(shown, ax=ax, label="amplitude")
+    fig.colorbar(shown, ax=ax, label=f"amplitude (AGC {AGC_WINDOW_S:g} s)")
     ax.set_title(f"shot {shot} gather")
     ax.set_xlabel("receiver x (km)")
     ax.set_ylabel("time (s)")

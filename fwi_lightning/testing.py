@@ -288,7 +288,9 @@ def check_loss(loss: Any, *, paradigm: str = "supervised", **params: Any):
     ``velocity``, as `VelocityLoss.normalised_target` does) must be smaller for the
     true velocity than for the perturbed one; an *unsupervised* one must give the same
     value with or without the labels. Any other error on an unlabelled batch fails.
-    Then a fast_dev_run fit + test training on this loss alone completes.
+    An ``OutputLoss`` gets the prediction as every output it reads. Then a fast_dev_run
+    fit + test training on this loss alone completes (in `paradigm`, which must produce
+    those outputs).
 
     Args:
         loss: registered name, ``module:Attr`` or the class.
@@ -312,7 +314,7 @@ def check_loss(loss: Any, *, paradigm: str = "supervised", **params: Any):
     noise = torch.randn(target.shape, generator=torch.Generator().manual_seed(0)) * 300.0
     perturbed = (target + noise).clamp(*problem.velocity_range)
     prediction = perturbed.clone().requires_grad_(True)
-    value = built(prediction, batch)
+    value = _loss_value(built, prediction, batch)
     assert isinstance(value, torch.Tensor) and value.dim() == 0, f"{label}: expected a scalar tensor, got {_describe(value)}"
     assert value.dtype.is_floating_point and torch.isfinite(value), f"{label}: expected a finite float, got {value}"
     value.backward()
@@ -323,9 +325,9 @@ def check_loss(loss: Any, *, paradigm: str = "supervised", **params: Any):
     unlabelled = {k: v for k, v in batch.items() if k != "velocity"}
     with torch.no_grad():
         try:
-            without_labels = built(perturbed, unlabelled)
+            without_labels = _loss_value(built, perturbed, unlabelled)
         except DataError:
-            exact = built(target, batch)
+            exact = _loss_value(built, target, batch)
             assert exact < value, f"{label}: supervised, yet the true velocity scores {float(exact):g}, not below {float(value):g}"
         except Exception as exc:
             raise AssertionError(f"{label}: on a batch without 'velocity' it raised {type(exc).__name__}: {exc}; a "
@@ -602,6 +604,13 @@ def _run_checked(experiment: dict[str, Any]) -> CheckRun:
 
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+
+
+def _loss_value(loss: Any, prediction: Any, batch: Mapping[str, Any]) -> Any:
+    """A loss on a velocity prediction given as every output it reads (all velocity-shaped in a check)."""
+    from fwi_lightning.losses.base import evaluate, reads_of
+
+    return evaluate(loss, {name: prediction for name in reads_of(loss)}, batch)
 
 
 def _assert_velocity(velocity: Any, problem: Any, batch_size: int, label: str) -> None:

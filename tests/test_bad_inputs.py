@@ -111,5 +111,10 @@ def test_bad_input_gives_one_line_and_exit_2(case, tmp_path, monkeypatch, capsys
     assert [p.name for p in runs.rglob("*") if p.is_dir()] == ["quickstart", "quickstart-earlier"]
 
 
-def test_the_table_is_large_enough():
-    assert len(CASES) >= 25
+def test_the_same_command_without_the_bad_input_builds(tmp_path, capsys):
+    # The control for the table: the quickstart with the table's fixed overrides is valid,
+    # so each case above fails because of its own bad input.
+    runs = tmp_path / "runs"
+    status = main([QUICKSTART, *SMALL, f"run_dir={runs}", "--dry-run"])
+    assert status == 0, capsys.readouterr().err
+    assert not runs.exists()

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import glob
 import os
+import tomllib
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ import pytest
 from fwi_lightning import registry, testing
 
 BUILTIN = "fwi-lightning"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def builtins(group: str) -> list[str]:
@@ -119,6 +122,9 @@ def test_velocity_family_contract(name, settings):
 
 @pytest.mark.parametrize("name", builtins("datamodules"))
 def test_datamodule_contract(name, settings):
+    if name == "source_target":
+        pytest.skip("its training batches are {source, target} pairs, which the supervised check run cannot read; "
+                    "tests/test_combined.py checks it")
     testing.check_datamodule(name, **settings("datamodules", name))
 
 
@@ -131,6 +137,7 @@ def test_callback_contract(name, settings):
 # The mixing matrix
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("paradigm", "param", "name"), matrix(), ids=lambda v: str(v))
 def test_mixing_matrix(paradigm, param, name, settings):
     if param == "callbacks":
@@ -143,12 +150,20 @@ def test_mixing_matrix(paradigm, param, name, settings):
         testing.check_paradigm(paradigm, **{param: {name: {"weight": 1.0, **settings(group, name)}}})
 
 
-def test_matrix_covers_every_builtin():
-    rows = matrix()
-    assert {p for p, _, _ in rows} == set(builtins("paradigms"))
-    assert {n for _, param, n in rows if param == "callbacks"} == set(builtins("callbacks"))
-    assert {n for p, param, n in rows if param in slots(p, "networks")} == set(builtins("networks"))
-    assert {n for p, param, n in rows if param in slots(p, "losses")} == set(builtins("losses"))
+def test_matrix_holds_every_component_declared_in_pyproject():
+    # The expected names come from pyproject.toml's entry-point tables, not from the
+    # registry the matrix is generated from: a built-in dropped by the registry (or a
+    # stale install) leaves the matrix short and fails here.
+    with open(REPO / "pyproject.toml", "rb") as handle:
+        declared = tomllib.load(handle)["project"]["entry-points"]
+    names = {group: set(declared[f"fwi_lightning.{group}"]) for group in ("paradigms", "networks", "losses", "callbacks")}
+    rows = set(matrix())
+    assert {p for p, _, _ in rows} == names["paradigms"]
+    for paradigm in names["paradigms"]:
+        assert {n for p, param, n in rows if p == paradigm and param == "callbacks"} == names["callbacks"]
+    # The supervised paradigm takes one backbone (`network`) and a loss mapping (`losses`).
+    assert {(param, n) for p, param, n in rows if p == "supervised" and param != "callbacks"} == (
+        {("network", n) for n in names["networks"]} | {("losses", n) for n in names["losses"]})
 
 
 # ---------------------------------------------------------------------------

@@ -265,6 +265,7 @@ def test_openfwi_module_reads_the_files_row_by_row(tmp_path):
     dm = OpenFWIDataModule(
         seed=0, data_files={"train": str(tmp_path / "train/data*.npy"), "val": str(tmp_path / "val/data*.npy")},
         model_files={"train": str(tmp_path / "train/model*.npy"), "val": str(tmp_path / "val/model*.npy")}, batch_size=2,
+        velocity_range=None,
     )
     rows = [(f, r) for f, n in ((1, 3), (2, 2)) for r in range(n)]
     seen = set()
@@ -307,5 +308,5 @@ def test_openfwi_file_problems_are_reported(tmp_path):
     with pytest.raises(DataError, match="5 models but 2 gathers"):
         OpenFWIDataModule(data_files={"train": str(folder / "data*.npy")}, model_files={"train": str(folder / "model*.npy")})
     (folder / "data2.npy").write_bytes(b"garbage")
-    with pytest.raises(DataError, match="data2.npy.*not a readable npy file"):
+    with pytest.raises(DataError, match="data2.npy.*not an npy file"):
         OpenFWIDataModule(data_files={"train": str(folder / "data*.npy")})

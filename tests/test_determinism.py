@@ -7,6 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+#: Four subprocess trainings.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["trainer.max_epochs=2", "data.sizes.train=32", "data.sizes.val=8", "data.sizes.test=8", "logger=csv", "callbacks.figures=null"]
 

@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 PROBE = '''
@@ -28,6 +30,7 @@ class IndexRecorder(Callback):
 '''
 
 
+@pytest.mark.slow
 def test_two_process_ddp_fit_and_test_with_disjoint_samples(tmp_path):
     (tmp_path / "ddp_probe.py").write_text(textwrap.dedent(PROBE))
     runs = tmp_path / "runs"

@@ -106,7 +106,7 @@ def test_model_file_errors_name_the_file_and_expectation(tmp_path):
     with pytest.raises(DataError, match="expected a 2D numeric array"):
         ModelFile(SHAPE, SPACING, RANGE, path=str(tmp_path / "cube.npy"), file_spacing=5.0)
     (tmp_path / "junk.npy").write_bytes(b"not an npy file at all")
-    with pytest.raises(DataError, match="not a readable npy file"):
+    with pytest.raises(DataError, match="not an npy file"):
         ModelFile(SHAPE, SPACING, RANGE, path=str(tmp_path / "junk.npy"), file_spacing=5.0)
     holes = np.full((40, 200), 2000.0, np.float32)
     holes[3, 4] = np.nan

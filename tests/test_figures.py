@@ -77,6 +77,35 @@ def test_comparison_axes_are_in_km_seconds_and_m_per_s():
     assert first.get_clim() == (1500.0, 4500.0)
 
 
+def test_agc_shows_a_weak_late_arrival_at_the_scale_of_the_direct_wave():
+    # Alternating +-a samples have RMS a: 100x apart before the gain, both at unit RMS after.
+    dt, n = 0.002, 200  # window 0.1 s: 25 samples either side
+    sign = np.where(np.arange(n) % 2, -1.0, 1.0)
+    envelope = np.zeros(n)
+    envelope[:80], envelope[120:] = 100.0, 1.0
+    gained = plotting.agc((sign * envelope)[:, None], dt, window_s=0.1)[:, 0]
+    assert np.abs(gained[26:54]) == pytest.approx(np.ones(28), rel=1e-2)  # windows inside the direct wave
+    assert np.abs(gained[146:174]) == pytest.approx(np.ones(28), rel=1e-2)  # and inside the weak arrival
+    assert np.all(gained[80:95] == 0.0)  # silence stays silent
+    assert np.all(np.isfinite(plotting.agc(np.zeros((n, 3)), dt)))
+
+
+def test_gather_colour_limits_follow_the_percentile_of_the_gained_gather():
+    problem = SyntheticDataModule(sizes=(2, 2, 2)).problem
+    rng = np.random.default_rng(0)
+    data = rng.normal(0.0, 1.0, (1, 2, 120, 16))
+    data[0, :, 10:20] *= 1e3  # a direct wave a thousand times stronger than the rest
+    true = np.full((1, 16, 16), 2000.0)
+    fig = plotting.velocity_comparison(problem, true, true, data)
+    shown = fig.axes[3].images[0]  # row 0, gather column
+    gained = plotting.agc(data[0, 1], problem.survey.dt)
+    assert np.asarray(shown.get_array()) == pytest.approx(gained)
+    limit = np.percentile(np.abs(gained), plotting.GATHER_CLIP_PERCENTILE)
+    assert shown.get_clim() == pytest.approx((-limit, limit))
+    assert limit < np.abs(gained).max()  # the top 2 % is clipped
+    assert np.abs(gained[60:]).std() > 0.2 * limit  # the late, weak part fills the scale
+
+
 @pytest.mark.parametrize("params", [{"every_n_epochs": 0}, {"n_samples": -1}])
 def test_bad_settings_are_config_errors(params):
     with pytest.raises(ConfigError, match="positive integer"):

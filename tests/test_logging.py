@@ -45,6 +45,7 @@ def test_best_value_summary_direction(metric, mode):
     assert fwi_logging.summary_mode(metric) == mode
 
 
+@pytest.mark.slow  # imports wandb: ~7 s
 def test_wandb_logger_defines_each_metric_once_and_skips_hparams(monkeypatch):
     cls = fwi_logging._wandb_logger_class()
     defined, logged = [], []

@@ -48,18 +48,18 @@ def test_mae_and_rmse_pool_every_cell_in_m_per_s_and_on_openfwi_scale():
     metrics.update(truth + 300.0, truth)
     metrics.update(torch.cat([truth, truth - 600.0]), torch.cat([truth, truth]))
     values = {k: float(v) for k, v in metrics.compute().items()}
-    mae_ms = (300.0 + 0.0 + 600.0) / 3
-    rmse_ms = math.sqrt((300.0**2 + 0.0 + 600.0**2) / 3)
-    assert values["mae_ms"] == pytest.approx(mae_ms)
-    assert values["rmse_ms"] == pytest.approx(rmse_ms)
+    mae_mps = (300.0 + 0.0 + 600.0) / 3
+    rmse_mps = math.sqrt((300.0**2 + 0.0 + 600.0**2) / 3)
+    assert values["mae_mps"] == pytest.approx(mae_mps)
+    assert values["rmse_mps"] == pytest.approx(rmse_mps)
     # [-1, 1] over 1500..4500 m/s: 1 m/s is 2 / 3000.
-    assert values["mae"] == pytest.approx(mae_ms * 2 / 3000)
-    assert values["rmse"] == pytest.approx(rmse_ms * 2 / 3000)
+    assert values["mae"] == pytest.approx(mae_mps * 2 / 3000)
+    assert values["rmse"] == pytest.approx(rmse_mps * 2 / 3000)
 
 
 def test_stage_prefixes_give_the_logged_names():
     names = set(velocity_metrics(PROBLEM).clone(prefix="val/").keys(keep_base=False))
-    assert names == {"val/mae", "val/rmse", "val/ssim", "val/mae_ms", "val/rmse_ms"}
+    assert names == {"val/mae", "val/rmse", "val/ssim", "val/mae_mps", "val/rmse_mps"}
 
 
 def test_family_breakdown_reports_each_family_seen():
@@ -68,9 +68,9 @@ def test_family_breakdown_reports_each_family_seen():
     prediction = truth + torch.tensor([100.0, 300.0, 500.0]).view(3, 1, 1, 1)
     breakdown.update(prediction, truth, torch.tensor([0, 1, 0]))
     values = breakdown.compute()
-    assert float(values["test/flatvel/mae_ms"]) == pytest.approx(300.0)
-    assert float(values["test/curvefault/mae_ms"]) == pytest.approx(300.0)
-    assert float(values["test/flatvel/rmse_ms"]) == pytest.approx(math.sqrt((100.0**2 + 500.0**2) / 2))
+    assert float(values["test/flatvel/mae_mps"]) == pytest.approx(300.0)
+    assert float(values["test/curvefault/mae_mps"]) == pytest.approx(300.0)
+    assert float(values["test/flatvel/rmse_mps"]) == pytest.approx(math.sqrt((100.0**2 + 500.0**2) / 2))
     assert not any(k.startswith("test/style/") for k in values)
     breakdown.reset()
     assert breakdown.compute() == {}

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
@@ -75,6 +76,7 @@ def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
     experiment = tmp_path / "resume_check.yaml"
     experiment.write_text(SETTINGS.format(quickstart=REPO / "experiments" / "quickstart.yaml"))

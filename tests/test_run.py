@@ -36,6 +36,7 @@ def quickstart_run(tmp_path_factory):
     return _run_dir(proc.stdout), proc
 
 
+@pytest.mark.slow
 def test_run_folder_layout(quickstart_run):
     run_dir, _ = quickstart_run
     assert run_dir.parent.name == "quickstart" and run_dir.name.startswith("quickstart-")
@@ -43,6 +44,7 @@ def test_run_folder_layout(quickstart_run):
         assert (run_dir / item).exists(), item
 
 
+@pytest.mark.slow
 def test_summary_holds_finite_test_metrics_best_checkpoint_seed_and_versions(quickstart_run):
     run_dir, proc = quickstart_run
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -55,6 +57,7 @@ def test_summary_holds_finite_test_metrics_best_checkpoint_seed_and_versions(qui
     assert f"test/mae: {metrics['test/mae']:.6g}" in proc.stdout
 
 
+@pytest.mark.slow
 def test_resolved_config_is_what_ran(quickstart_run):
     from omegaconf import OmegaConf
 
@@ -63,6 +66,7 @@ def test_resolved_config_is_what_ran(quickstart_run):
     assert cfg.trainer.max_epochs == 1 and cfg.data.sizes.train == 16 and cfg.logger.name == "csv"
 
 
+@pytest.mark.slow
 def test_metrics_csv_is_namespaced(quickstart_run):
     run_dir, _ = quickstart_run
     header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")

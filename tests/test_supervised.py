@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -92,18 +93,26 @@ def test_fast_dev_run_logs_every_promised_name(tmp_path, datamodule):
     run.fit(model, datamodule=datamodule)
     logged = set(run.callback_metrics)
     assert {"train/loss", "train/l1", "train/ssim", "train/tv", "val/loss"} <= logged
-    assert {"val/mae", "val/rmse", "val/ssim", "val/mae_ms", "val/rmse_ms"} <= logged
+    assert {"val/mae", "val/rmse", "val/ssim", "val/mae_mps", "val/rmse_mps"} <= logged
     # The weighted total is what trains; each term is logged unweighted.
     metrics = run.callback_metrics
     assert float(metrics["train/loss"]) == pytest.approx(
         float(metrics["train/l1"] + 0.5 * metrics["train/ssim"] + 0.01 * metrics["train/tv"]), rel=1e-5)
     results = run.test(model, datamodule=datamodule, verbose=False)[0]
-    for name in ("mae", "rmse", "ssim", "mae_ms", "rmse_ms"):
+    for name in ("mae", "rmse", "ssim", "mae_mps", "rmse_mps"):
         assert torch.isfinite(torch.tensor(results[f"test/{name}"]))
         assert f"test/two_layer/{name}" in results and f"test/three_layer/{name}" in results
     assert results["test/data_misfit"] >= 0.0
-    # m/s and OpenFWI's scale describe the same error: 1 m/s is 2 / 3000.
-    assert results["test/mae"] == pytest.approx(results["test/mae_ms"] * 2 / 3000.0, rel=1e-5)
+    # The logged errors against numpy over the saved predictions and the test set's truth.
+    predicted = torch.cat(run.predict(model, datamodule=datamodule)).double().numpy()
+    truth = datamodule.sets["test"]["velocity"].double().numpy()
+    family = datamodule.sets["test"]["family"].numpy()
+    error = predicted - truth
+    assert results["test/mae_mps"] == pytest.approx(np.abs(error).mean(), rel=1e-5)
+    assert results["test/rmse_mps"] == pytest.approx(np.sqrt((error**2).mean()), rel=1e-5)
+    assert results["test/mae"] == pytest.approx(np.abs(error / 1500.0).mean(), rel=1e-5)  # [-1, 1] over 1500..4500
+    for index, name in enumerate(FAMILIES):
+        assert results[f"test/{name}/mae_mps"] == pytest.approx(np.abs(error[family == index]).mean(), rel=1e-5)
 
 
 def test_training_lowers_the_validation_loss_and_predictions_are_in_m_per_s(tmp_path, datamodule):

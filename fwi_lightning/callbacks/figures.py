@@ -20,6 +20,10 @@ from fwi_lightning.errors import ConfigError
 class VelocityFigures(Callback):
     """Plot true / predicted / difference velocity and a shot gather for fixed validation samples.
 
+    The gather is the middle shot after automatic gain control, clipped at a percentile
+    (`plotting.agc`, `plotting.GATHER_CLIP_PERCENTILE`), so reflections show beside the
+    direct wave.
+
     Every `every_n_epochs` validation epochs: ``figures/val_epoch<E>.png`` for the first
     `n_samples` of the first validation batch (the same samples each time). At the
     end of testing: ``figures/test_gallery.png`` from the first test batch. At the end

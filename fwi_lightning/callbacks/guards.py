@@ -15,17 +15,17 @@ class NonFiniteLossError(FWIError):
 
 
 class NonFiniteLossGuard(Callback):
-    """Stop the run with one clear message when the training loss is NaN or infinite.
+    """Stop the run with one clear message when a training loss is NaN or infinite.
 
-    Raised before any checkpoint of the bad step is written, so ``last.ckpt`` keeps the
-    last good state.
+    Checked in ``on_before_backward``, which Lightning calls for the loss of automatic
+    optimisation and for every ``manual_backward`` of manual optimisation (a GAN's
+    generator and critic losses alike). Raising there stops the step before its
+    gradients exist, so no optimiser applies the bad step and no checkpoint of it is
+    written: ``last.ckpt`` keeps the last good state.
     """
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if loss is None:
-            return
-        value = float(loss.detach()) if hasattr(loss, "detach") else float(loss)
+    def on_before_backward(self, trainer: Any, pl_module: Any, loss: Any) -> None:
+        value = float(loss.detach())
         if not math.isfinite(value):
             last = getattr(trainer.checkpoint_callback, "dirpath", None)
             raise NonFiniteLossError(

@@ -1,5 +1,5 @@
-"""Losses on predicted velocity, combined by `WeightedLoss` from a name-keyed YAML mapping."""
+"""Losses on a paradigm's named outputs, combined by `WeightedLoss` from a name-keyed YAML mapping."""
 
-from fwi_lightning.losses.base import VelocityLoss, WeightedLoss
+from fwi_lightning.losses.base import OutputLoss, VelocityLoss, WeightedLoss
 
-__all__ = ["VelocityLoss", "WeightedLoss"]
+__all__ = ["OutputLoss", "VelocityLoss", "WeightedLoss"]

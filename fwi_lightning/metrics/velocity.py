@@ -6,10 +6,10 @@ converts inside:
 * ``mae``, ``rmse``: on velocity normalised to [-1, 1] over ``problem.velocity_range``
   (OpenFWI's tables), pooled over every cell of the set;
 * ``ssim``: structural similarity on velocity scaled to [0, 1], Gaussian window
-  (11 cells, sigma 1.5, symmetric padding, borders cropped: scikit-image's
+  (11 cells, sigma 1.5, borders cropped: scikit-image's
   ``structural_similarity(gaussian_weights=True, use_sample_covariance=False)``),
   averaged over samples;
-* ``mae_ms``, ``rmse_ms``: the same errors in m/s.
+* ``mae_mps``, ``rmse_mps``: the same errors in m/s.
 
 `FamilyMetrics` repeats them per velocity family when a set mixes families.
 
@@ -38,16 +38,13 @@ def gaussian_window(window: int, sigma: float, *, dtype=torch.float32, device=No
     return weights / weights.sum()
 
 
-def _pad_symmetric(x: torch.Tensor, pad: int) -> torch.Tensor:
-    """Pad the last two axes by `pad` cells, mirroring with the edge repeated (scipy's 'reflect')."""
-    x = torch.cat([x[..., :pad].flip(-1), x, x[..., -pad:].flip(-1)], dim=-1)
-    return torch.cat([x[..., :pad, :].flip(-2), x, x[..., -pad:, :].flip(-2)], dim=-2)
-
-
 def _blur(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian filter of [N, 1, H, W] with symmetric padding; same size out."""
-    pad = (weights.numel() - 1) // 2
-    x = _pad_symmetric(x, pad)
+    """Separable Gaussian filter of [N, 1, H, W], 'valid' part only: [N, 1, H - w + 1, W - w + 1].
+
+    Only windows that lie wholly inside the image: scikit-image pads and then crops the
+    ``(w - 1) / 2`` border, so the padded cells never reach its mean, and skipping both
+    gives the same numbers.
+    """
     x = F.conv2d(x, weights.view(1, 1, -1, 1))
     return F.conv2d(x, weights.view(1, 1, 1, -1))
 
@@ -63,11 +60,15 @@ def structural_similarity(x: torch.Tensor, y: torch.Tensor, *, window: int = 11,
                           data_range: float = 1.0) -> torch.Tensor:
     """Mean structural similarity of each image pair, differentiable.
 
-    Gaussian-weighted local statistics with population (not sample) covariance,
-    symmetric padding, and the ``(window - 1) / 2`` border cropped before averaging:
-    scikit-image's ``structural_similarity(gaussian_weights=True, sigma=sigma,
+    Gaussian-weighted local statistics with population (not sample) covariance, averaged
+    over the windows that lie wholly inside the image (the ``(window - 1) / 2`` border
+    excluded): scikit-image's ``structural_similarity(gaussian_weights=True, sigma=sigma,
     use_sample_covariance=False, data_range=data_range)`` with ``truncate`` set so the
     window is `window` cells.
+
+    The project keeps its own SSIM because torchmetrics' no longer matches scikit-image's:
+    torchmetrics averages over the padded full-size map instead of cropping the border,
+    so its values differ from the cropped Gaussian SSIM that OpenFWI's tables report.
 
     Args:
         x, y: [B, 1, H, W] images on a common scale of width `data_range`; H, W >= `window`.
@@ -92,9 +93,6 @@ def _ssim_map_mean(x: torch.Tensor, y: torch.Tensor, window: int, sigma: float, 
     var_y = _blur(y * y, weights) - mu_y**2
     cov = _blur(x * y, weights) - mu_x * mu_y
     index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    crop = (window - 1) // 2
-    if crop:
-        index = index[..., crop:-crop, crop:-crop]
     return index.flatten(1).mean(dim=1)
 
 
@@ -162,14 +160,14 @@ class VelocitySSIM(Metric):
 
 
 def velocity_metrics(problem: Problem) -> MetricCollection:
-    """The standard velocity metrics, unprefixed: mae, rmse, ssim (OpenFWI's scales), mae_ms, rmse_ms."""
+    """The standard velocity metrics, unprefixed: mae, rmse, ssim (OpenFWI's scales), mae_mps, rmse_mps."""
     return MetricCollection(
         {
             "mae": VelocityError(problem, power=1, normalised=True),
             "rmse": VelocityError(problem, power=2, normalised=True),
             "ssim": VelocitySSIM(problem),
-            "mae_ms": VelocityError(problem, power=1, normalised=False),
-            "rmse_ms": VelocityError(problem, power=2, normalised=False),
+            "mae_mps": VelocityError(problem, power=1, normalised=False),
+            "rmse_mps": VelocityError(problem, power=2, normalised=False),
         }
     )
 

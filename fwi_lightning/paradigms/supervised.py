@@ -33,16 +33,15 @@ class Supervised(ParadigmBase):
     def configure_models(self) -> None:
         """Build the backbone from ``hparams['network']``."""
         if not self.hparams.get("network"):
-            raise ConfigError("the supervised paradigm needs a network, e.g. {name: inversionnet}", key="model.network")
-        self.network = registry.build("networks", self.hparams["network"], key="model.network", problem=self.problem)
+            raise ConfigError("the supervised paradigm needs a network, e.g. {name: inversionnet}", key="network")
+        self.network = registry.build("networks", self.hparams["network"], key="network", problem=self.problem)
 
     def forward(self, data: torch.Tensor) -> torch.Tensor:
         """Data [B, S, T, R] raw amplitudes -> velocity [B, 1, NZ, NX] in m/s."""
         return self.network(data)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        """Weighted velocity loss of a labelled batch; logs the total and every term."""
-        prediction = self(batch["data"])
-        total, terms = self.criterion(prediction, batch)
-        self.log_losses("train", total, terms, len(prediction))
+        """Weighted loss of the named outputs of a labelled batch; logs the total and every term."""
+        total, terms = self.criterion(self.outputs(batch), batch)
+        self.log_losses("train", total, terms, len(batch["data"]))
         return total

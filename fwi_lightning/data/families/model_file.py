@@ -9,6 +9,7 @@ window overlaps a validation or test window.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal, Optional
@@ -17,6 +18,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter, map_coordinates
 
 from fwi_lightning.data.families.base import SPLITS, VelocityFamily
+from fwi_lightning.data.npyfiles import open_npy
 from fwi_lightning.errors import ConfigError, DataError
 
 #: Default lateral share of the model per split.
@@ -29,6 +31,16 @@ MARMOUSI_SPACING = 4.0
 
 #: Environment variable naming the data directory.
 DATA_ENV = "FWI_LIGHTNING_DATA"
+
+#: Most memory resampling may ask for, bytes (see `resampling_bytes`).
+MAX_RESAMPLE_BYTES = 4 * 2**30
+
+#: Bytes per output cell while resampling: two float64 coordinate grids, the float64
+#: interpolated values and the float32 result.
+RESAMPLE_BYTES_PER_CELL = 8 + 8 + 8 + 4
+
+#: Files whose clipping was reported in this process (one warning per file).
+_clip_reported: set[str] = set()
 
 
 def user_cache() -> Path:
@@ -49,16 +61,49 @@ def resample(model: np.ndarray, file_spacing: float, spacing: float) -> np.ndarr
     source = np.asarray(model, dtype=np.float64)
     if ratio > 1:
         source = gaussian_filter(source, 0.5 * (ratio - 1), mode="nearest")
-    shape = [int(np.floor((n - 1) / ratio + 1e-9)) + 1 for n in source.shape]
+    shape = resampled_shape(source.shape, file_spacing, spacing)
     grid = np.meshgrid(*(np.arange(n) * ratio for n in shape), indexing="ij")
     return map_coordinates(source, grid, order=1, mode="nearest").astype(np.float32)
+
+
+def resampled_shape(shape: Sequence[int], file_spacing: float, spacing: float) -> tuple[int, ...]:
+    """Cells of a model of `shape` cells at `file_spacing` m once resampled to `spacing` m."""
+    ratio = spacing / file_spacing
+    if np.isclose(ratio, 1.0):
+        return tuple(int(n) for n in shape)
+    return tuple(int(np.floor((n - 1) / ratio + 1e-9)) + 1 for n in shape)
+
+
+def resampling_bytes(shape: Sequence[int]) -> int:
+    """Peak memory in bytes of `resample` producing a model of `shape` cells."""
+    return int(np.prod(shape, dtype=np.int64)) * RESAMPLE_BYTES_PER_CELL
+
+
+def clip_report(values: np.ndarray, velocity_range: Sequence[float]) -> Optional[str]:
+    """How many cells of `values` lie outside `velocity_range` and the range that covers them; None if none do.
+
+    Args:
+        values: velocities in m/s, any shape.
+        velocity_range: (v_min, v_max) in m/s.
+    """
+    v_min, v_max = velocity_range
+    outside = int(np.count_nonzero((values < v_min) | (values > v_max)))
+    if not outside:
+        return None
+    lo, hi = float(np.min(values)), float(np.max(values))
+    return (
+        f"{outside} of {values.size} cells ({100.0 * outside / values.size:.2f}%) lie outside velocity_range "
+        f"[{v_min:g}, {v_max:g}] m/s (the file spans {lo:g} to {hi:g} m/s); "
+        f"set velocity_range: [{min(lo, v_min):g}, {max(hi, v_max):g}] to cover it"
+    )
 
 
 class ModelFile(VelocityFamily):
     """Random windows from any 2D velocity model in an npy file, resampled to the survey grid.
 
-    Velocities outside `velocity_range` are clipped to it (``clip: true``, the default)
-    or refused with a DataError (``clip: false``).
+    Velocities outside `velocity_range` are clipped to it (``clip: true``, the default;
+    a warning, once per file, says how many cells were clipped and which range would
+    cover the file) or refused with a DataError (``clip: false``).
 
     Args:
         shape, spacing, velocity_range: injected (see `VelocityFamily`).
@@ -73,7 +118,8 @@ class ModelFile(VelocityFamily):
         DataError: a missing, unreadable, non-2D or non-numeric file (at construction);
             non-finite or non-positive values, or a model too small for the window of a
             split (at the first sample).
-        ConfigError: invalid fractions or spacing.
+        ConfigError: invalid fractions or spacing, or a `file_spacing` that would
+            resample the file into more than `MAX_RESAMPLE_BYTES` of memory.
     """
 
     def __init__(
@@ -98,7 +144,21 @@ class ModelFile(VelocityFamily):
         self.depth = depth
         self.clip = bool(clip)
         self.file_shape = _npy_shape(self.path)
+        self._check_resampled_size()
         self._model: Optional[np.ndarray] = None
+
+    def _check_resampled_size(self) -> None:
+        """Refuse a resampling that would not fit in memory, before allocating anything."""
+        shape = resampled_shape(self.file_shape, self.file_spacing, self.spacing)
+        needed = resampling_bytes(shape)
+        if needed > MAX_RESAMPLE_BYTES:
+            raise ConfigError(
+                f"resampling {self.path} ({self.file_shape[0]} x {self.file_shape[1]} cells at {self.file_spacing:g} m) to the "
+                f"survey spacing {self.spacing:g} m gives {shape[0]} x {shape[1]} cells and needs {needed / 2**30:.1f} GiB "
+                f"(limit {MAX_RESAMPLE_BYTES / 2**30:.0f} GiB); set file_spacing to the file's own grid spacing in m "
+                "or use a coarser survey.spacing",
+                key="file_spacing",
+            )
 
     @property
     def model(self) -> np.ndarray:
@@ -108,20 +168,19 @@ class ModelFile(VelocityFamily):
         return self._model
 
     def _load(self) -> np.ndarray:
+        raw = open_npy(self.path, "a 2D float array of velocities in m/s")
         try:
-            raw = np.load(self.path, mmap_mode="r")
             values = np.asarray(raw, dtype=np.float64)
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot read the velocity model: {exc}", file=str(self.path)) from exc
         if not np.isfinite(values).all() or values.min() <= 0:
             raise DataError("expected finite velocities > 0 m/s; the file holds NaN, infinite or non-positive values", file=str(self.path))
-        v_min, v_max = self.velocity_range
-        if not self.clip and (values.min() < v_min or values.max() > v_max):
-            raise DataError(
-                f"velocities span {values.min():g} to {values.max():g} m/s, outside velocity_range [{v_min:g}, {v_max:g}]; "
-                "widen velocity_range or set clip: true",
-                file=str(self.path),
-            )
+        report = clip_report(values, self.velocity_range)
+        if report is not None and not self.clip:
+            raise DataError(f"{report}, or set clip: true to clip them", file=str(self.path))
+        if report is not None and str(self.path) not in _clip_reported:
+            _clip_reported.add(str(self.path))
+            warnings.warn(f"{self.path}: clipping velocities: {report}, or clip: false to refuse the file", UserWarning, stacklevel=2)
         model = resample(values, self.file_spacing, self.spacing)
         nz, nx = self.shape
         if model.shape[0] < nz:
@@ -213,11 +272,8 @@ def _npy_shape(path: Path) -> tuple[int, ...]:
     """The shape of a 2D numeric npy file, read from its header only."""
     if not path.is_file():
         raise DataError("velocity model file not found; check 'path'", file=str(path))
-    try:
-        array = np.load(path, mmap_mode="r")
-    except (OSError, ValueError) as exc:
-        raise DataError(f"not a readable npy file ({exc}); expected a 2D float array of velocities in m/s", file=str(path)) from exc
-    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+    array = open_npy(path, "a 2D float array [depth, lateral] of velocities in m/s")
+    if array.ndim != 2:
         raise DataError(f"expected a 2D numeric array [depth, lateral] in m/s, got shape {array.shape} of {array.dtype}", file=str(path))
     return tuple(array.shape)
 

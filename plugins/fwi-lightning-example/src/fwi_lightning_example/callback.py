@@ -16,7 +16,7 @@ class SaturationMonitor(Callback):
     Networks end in a tanh; cells within ``margin`` x (v_max - v_min) of v_min or v_max
     sit where its gradient vanishes, so a rising ``val/saturation`` warns of a model
     that stopped learning there (often too high a learning rate). Also logs
-    ``val/velocity_std_ms``, the spread of the predictions in m/s (near 0: collapse to
+    ``val/velocity_std_mps``, the spread of the predictions in m/s (near 0: collapse to
     one mean model). Predictions come from ``pl_module(batch["data"])``.
 
     Args:
@@ -40,4 +40,4 @@ class SaturationMonitor(Callback):
         saturated = ((velocity <= lo + band) | (velocity >= hi - band)).float().mean()
         size = len(velocity)
         pl_module.log("val/saturation", saturated, on_step=False, on_epoch=True, batch_size=size)
-        pl_module.log("val/velocity_std_ms", velocity.std(), on_step=False, on_epoch=True, batch_size=size)
+        pl_module.log("val/velocity_std_mps", velocity.std(), on_step=False, on_epoch=True, batch_size=size)

@@ -21,6 +21,10 @@ class NoiseConsistency(Supervised):
     ``train/consistency``. The noise of a sample is seeded by (global step, sample index),
     so a run is reproducible. Validation and test are the supervised ones.
 
+    Named outputs: ``velocity`` (from the clean gathers) and ``noisy_velocity`` (from the
+    noisy ones, [B, 1, NZ, NX] in m/s), so a loss may read the second, e.g.
+    ``example_noisy_l1``.
+
     Args:
         problem: survey and scaling (injected).
         network, losses, optimizer, scheduler: as for ``supervised``.
@@ -34,14 +38,20 @@ class NoiseConsistency(Supervised):
         super().__init__(problem, network=network, losses=losses, optimizer=optimizer, scheduler=scheduler)
         self.hparams.update(consistency=consistency, snr_db=snr_db)  # saved in checkpoints with the rest
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        """Weighted velocity losses + consistency x |v(noisy) - v(clean)| on the [-1, 1] scale."""
-        prediction = self(batch["data"])
-        total, terms = self.criterion(prediction, batch)
+    produces = ("velocity", "noisy_velocity")
+
+    def outputs(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Velocity [B, 1, NZ, NX] in m/s from the clean and from the noisy gathers."""
         seeds = [int(index) * 100_003 + self.global_step for index in batch["index"]]
-        noisy = self(add_noise(batch["data"], self.hparams.snr_db, seeds))
+        return {"velocity": self(batch["data"]),
+                "noisy_velocity": self(add_noise(batch["data"], self.hparams.snr_db, seeds))}
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Weighted losses + consistency x |v(noisy) - v(clean)| on the [-1, 1] scale."""
+        outputs = self.outputs(batch)
+        total, terms = self.criterion(outputs, batch)
         scale = self.problem.normalise_velocity
-        terms["consistency"] = (scale(noisy) - scale(prediction).detach()).abs().mean()
+        terms["consistency"] = (scale(outputs["noisy_velocity"]) - scale(outputs["velocity"]).detach()).abs().mean()
         total = total + self.hparams.consistency * terms["consistency"]
-        self.log_losses("train", total, terms, len(prediction))
+        self.log_losses("train", total, terms, len(outputs["velocity"]))
         return total
