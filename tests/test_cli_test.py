@@ -51,7 +51,7 @@ def write_velocity_file(path: Path) -> Path:
     """A 2-D model in m/s, [40, 320] at 10 m: velocity rising with depth, a dipping
     interface and lateral variation (so windows differ)."""
     z, x = np.meshgrid(np.arange(40), np.arange(320), indexing="ij")
-    model = 1800.0 + 45.0 * z + 300.0 * np.sin(x / 25.0) + 700.0 * (z > 12 + x / 40.0)
+    model = 1800.0 + 40.0 * z + 300.0 * np.sin(x / 25.0) + 700.0 * (z > 12 + x / 40.0)
     np.save(path, model.astype(np.float32))
     return path
 
