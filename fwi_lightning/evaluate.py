@@ -106,6 +106,9 @@ def evaluation_config(checkpoint: Path, file: str | None, overrides: list[str]):
 # Checks of a checkpoint against a config
 
 
+_MISSING = object()
+
+
 def _flatten(values: Any, prefix: str) -> dict[str, Any]:
     """Dotted key -> leaf value (a mapping flattens; anything else is a leaf)."""
     if isinstance(values, Mapping) and values:
@@ -121,9 +124,6 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str) -> 
     only one of them differs too."""
     a, b = _flatten(old, prefix), _flatten(new, prefix)
     return sorted(k for k in a.keys() | b.keys() if a.get(k, _MISSING) != b.get(k, _MISSING))
-
-
-_MISSING = object()
 
 
 def changed_settings(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -243,7 +243,11 @@ def load_model(cfg, checkpoint: Path, problem: Problem):
     used = dataclasses.replace(problem, data_range=trained.data_range)
     settings = {k: v for k, v in hparams.items() if k != "problem"}
     with registry.located("model"):
-        model = paradigm(problem=used, **settings)
+        try:
+            model = paradigm(problem=used, **settings)
+        except TypeError as exc:
+            raise ConfigError(f"the checkpoint's settings do not fit paradigm '{cfg.values['model']['name']}' ({exc}); "
+                              "evaluate with the paradigm it was trained with", key="name") from None
     check_state_dict(model, weights, key="model",
                      fix=f"evaluate with the config it was trained with (drop the model section or set it as in {run_config_file(checkpoint) or 'its run'})")
     model.on_load_checkpoint(contents)  # as `load_from_checkpoint` does, before the weights

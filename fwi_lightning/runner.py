@@ -211,7 +211,7 @@ class Run:
         created = run_dir is None
         run_dir = run_dir or make_run_dir(cfg)
         try:
-            run = cls._finish(cfg, run_dir, datamodule, model, resume_from, checkpoint, extra_callbacks, created)
+            run = cls._assemble(cfg, run_dir, datamodule, model, resume_from, checkpoint, extra_callbacks, created)
             run.notices += notices
             return run
         except BaseException:
@@ -220,7 +220,7 @@ class Run:
             raise
 
     @classmethod
-    def _finish(cls, cfg: Config, run_dir: Path, datamodule: Any, model: Any, resume_from: Path | None,
+    def _assemble(cls, cfg: Config, run_dir: Path, datamodule: Any, model: Any, resume_from: Path | None,
                 checkpoint: Path | None, extra_callbacks: list[Any], created: bool) -> "Run":
         """Write config.yaml, then build callbacks, loggers and the trainer into `run_dir`."""
         import lightning.pytorch as pl
