@@ -5,7 +5,8 @@
     fwi-run FILE.yaml --print-config      print the resolved config, component defaults filled in
     fwi-run FILE.yaml resume=RUN --allow-changed-config   resume although model/data settings changed
     fwi-run test RUN_DIR|CKPT [FILE.yaml] [key=value ...]   evaluate a trained model, never train
-    fwi-run list [GROUP] [--verbose]      registered components (imports nothing without --verbose)
+    fwi-run list [GROUP] [--verbose]      registered components (imports nothing without --verbose;
+                                          with it, each one's description and parameters)
     fwi-run list NAME                     one component's parameters: type, default, description
 
 Every user mistake ends with one line on stderr and exit status 2. This module imports
@@ -77,7 +78,8 @@ def _is_group(word: str) -> bool:
 
 
 def list_components(group: str | None, verbose: bool, out=None) -> None:
-    """Print the registered components, one per line, grouped."""
+    """Print the registered components, one per line, grouped; `verbose` loads each and
+    adds its description and its parameters (as `fwi-run list NAME` shows them)."""
     out = out or sys.stdout
     from fwi_lightning import registry
 
@@ -90,14 +92,20 @@ def list_components(group: str | None, verbose: bool, out=None) -> None:
         width = max(len(e.name) for e in found)
         for e in found:
             line = f"  {e.name:<{width}}  {e.distribution} {e.version}"
+            component = None
             if verbose:
                 try:
-                    line += f"  {registry.describe(registry.load(g, e.name))}"
+                    component = registry.load(g, e.name)
+                    line += f"  {registry.describe(component)}"
                 except FWIError as exc:
                     if registry.strict_plugins():
                         raise
                     line += f"  LOAD ERROR: {exc.message}"
             print(line, file=out)
+            if component is not None:
+                from fwi_lightning.listing import describe_parameters
+
+                describe_parameters(component, g, out, indent="      ")
 
 
 def run_experiment(file: str, overrides: list[str], *, dry_run: bool = False, print_config: bool = False,

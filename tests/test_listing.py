@@ -75,3 +75,11 @@ def test_print_config_fills_in_component_defaults(tmp_path, capsys):
     again = tmp_path / "printed.yaml"
     again.write_text(yaml.safe_dump(printed))
     assert main([str(again), "--dry-run"]) == 0
+
+
+def test_verbose_group_listing_adds_each_components_parameters(capsys):
+    assert main(["list", "losses", "--verbose"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    ssim = next(i for i, line in enumerate(lines) if line.split()[0] == "ssim")
+    assert lines[ssim + 1].split()[:4] == ["window", "int", "=", "11"]
+    assert lines[ssim + 2].split()[:4] == ["sigma", "float", "=", "1.5"]
