@@ -280,7 +280,8 @@ def sample_metrics(problem: Problem, prediction: torch.Tensor, target: torch.Ten
 
 
 class SampleMetrics(Callback):
-    """Collect `sample_metrics` of every labelled test sample; `write` saves them as CSV.
+    """Collect `sample_metrics` of every labelled test sample (of every rank); `write`
+    saves them as CSV.
 
     Rows: ``index`` (the data module's sample index), ``family`` (label of
     ``problem.extra["families"]``), then `SAMPLE_COLUMNS`.
@@ -302,6 +303,13 @@ class SampleMetrics(Callback):
             }
             row.update({name: float(values[name][b]) for name in SAMPLE_COLUMNS})
             self.rows.append(row)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        """Under several processes each rank scored its own samples: collect them all."""
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, self.rows)
+            self.rows = [row for rows in gathered for row in rows]
 
     def write(self, path: Path) -> Path:
         """Write the rows, sorted by index, to `path`."""
