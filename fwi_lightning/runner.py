@@ -355,7 +355,7 @@ def prepare_resume(cfg: Config, checkpoint: Path, contents: dict[str, Any], prob
     """
     import dataclasses
 
-    import yaml
+    from omegaconf import OmegaConf
 
     from fwi_lightning.evaluate import changed_settings, describe_keys, run_config_file
     from fwi_lightning.problem import Problem
@@ -363,7 +363,7 @@ def prepare_resume(cfg: Config, checkpoint: Path, contents: dict[str, Any], prob
     changed: list[str] = []
     previous_file = run_config_file(checkpoint)
     if previous_file is not None:
-        changed = changed_settings(yaml.safe_load(previous_file.read_text()) or {}, cfg.values)
+        changed = changed_settings(OmegaConf.to_container(OmegaConf.load(previous_file)) or {}, cfg.values)
         if changed and not allow_changed:
             raise cfg.error(
                 "resume",
