@@ -81,6 +81,13 @@ def _wandb_logger_class() -> type:
 
         _defined: set[str]
 
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            # Lightning always passes `anonymous`, even unset, and W&B answers with a
+            # deprecation line of its own; leave it out so the notice stays the one line.
+            if self._wandb_init.get("anonymous") is None:
+                self._wandb_init.pop("anonymous", None)
+
         def log_hyperparams(self, params: Any) -> None:  # config went in at init
             return None
 

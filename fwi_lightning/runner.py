@@ -7,6 +7,12 @@ The one walk from YAML to results::
     run.fit(); run.test()         # fit, then test the best checkpoint
     run.write_summary()           # <run dir>/summary.json
 
+An evaluation (``fwi-run test``) builds with ``checkpoint=`` (the paradigm comes from the
+checkpoint, see `fwi_lightning.evaluate`) and calls `Run.evaluate` instead of fit/test.
+
+A run that fails before its first checkpoint removes its own folder (`Run.discard`), so
+failed starts leave nothing behind; earlier runs' folders are never touched.
+
 The run folder (``<run_dir>/<group>/<name>-<timestamp>/``) holds the resolved
 ``config.yaml``, ``metrics.csv``, ``checkpoints/`` (best and last), ``figures/`` and
 ``summary.json``.
@@ -146,20 +152,32 @@ class Run:
     notices: list[str] = field(default_factory=list)
     results: dict[str, float] = field(default_factory=dict)
     resume_from: Path | None = None
+    checkpoint: Path | None = None
+    created: bool = False
+    started: float = field(default_factory=time.time)
 
     @classmethod
-    def build(cls, cfg: Config, *, run_dir: Path | None = None) -> "Run":
+    def build(cls, cfg: Config, *, run_dir: Path | None = None, checkpoint: Path | None = None,
+              allow_changed: bool = False) -> "Run":
         """Seed, then build data module, paradigm, callbacks, loggers and trainer.
 
         Every error raised while building names the file and the full key it came from.
+
+        Args:
+            cfg: the validated config.
+            run_dir: use this folder instead of creating a new run folder.
+            checkpoint: evaluate this checkpoint: the paradigm is loaded from it
+                (`fwi_lightning.evaluate.load_model`) and `evaluate` replaces fit/test.
+            allow_changed: let ``resume`` continue although the ``model`` or ``data``
+                settings differ from the resumed run's (``--allow-changed-config``).
         """
         with cfg.attributed():
-            return cls._build(cfg, run_dir=run_dir)
+            return cls._build(cfg, run_dir=run_dir, checkpoint=checkpoint, allow_changed=allow_changed)
 
     @classmethod
-    def _build(cls, cfg: Config, *, run_dir: Path | None = None) -> "Run":
+    def _build(cls, cfg: Config, *, run_dir: Path | None = None, checkpoint: Path | None = None,
+               allow_changed: bool = False) -> "Run":
         import lightning.pytorch as pl
-        from omegaconf import OmegaConf
 
         from fwi_lightning import registry
 
@@ -170,8 +188,47 @@ class Run:
         datamodule = registry.build("datamodules", v["data"], key="data", seed=v["seed"])
         with registry.located("data"):
             problem = datamodule.problem
-        model = registry.build("paradigms", v["model"], key="model", problem=problem)
+        extra_callbacks: list[Any] = []
+        notices: list[str] = []
+        if resume_from is not None:
+            from fwi_lightning.evaluate import check_state_dict, read_checkpoint
+
+            resumed = read_checkpoint(resume_from)
+            problem, changed_data = prepare_resume(cfg, resume_from, resumed, problem, allow_changed=allow_changed)
+            if changed_data:
+                datamodule.load_state_dict = _keep_state  # its saved knobs describe the old data
+                notices.append("resuming with changed data: the data module's saved state (knob values) is not restored")
+        if checkpoint is not None:
+            from fwi_lightning.evaluate import SampleMetrics, load_model
+
+            model = load_model(cfg, checkpoint, problem)
+            extra_callbacks.append(SampleMetrics())
+        else:
+            model = registry.build("paradigms", v["model"], key="model", problem=problem)
+        if resume_from is not None:
+            check_state_dict(model, resumed.get("state_dict", {}), key="resume",
+                             fix="resume from a run of this same model, or start a new run")
+        created = run_dir is None
         run_dir = run_dir or make_run_dir(cfg)
+        try:
+            run = cls._assemble(cfg, run_dir, datamodule, model, resume_from, checkpoint, extra_callbacks, created)
+            run.notices += notices
+            return run
+        except BaseException:
+            if created:
+                discard_folder(run_dir)
+            raise
+
+    @classmethod
+    def _assemble(cls, cfg: Config, run_dir: Path, datamodule: Any, model: Any, resume_from: Path | None,
+                checkpoint: Path | None, extra_callbacks: list[Any], created: bool) -> "Run":
+        """Write config.yaml, then build callbacks, loggers and the trainer into `run_dir`."""
+        import lightning.pytorch as pl
+        from omegaconf import OmegaConf
+
+        from fwi_lightning import registry
+
+        v = cfg.values
         if not _is_worker_rank():
             (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(v)))
         callbacks = [built for built, _ in registry.build_mapping("callbacks", v.get("callbacks"), key="callbacks").values()]
@@ -180,7 +237,7 @@ class Run:
         from fwi_lightning.callbacks.guards import NonFiniteLossGuard
         from fwi_lightning.callbacks.resume import RandomState
 
-        callbacks += [NonFiniteLossGuard(), RandomState()]
+        callbacks += [NonFiniteLossGuard(), RandomState(), *extra_callbacks]
         progress = _show_progress()
         if progress:
             from lightning.pytorch.callbacks import RichProgressBar
@@ -197,7 +254,34 @@ class Run:
         notices = [notice] if notice else []
         if resume_from is not None:
             notices.append(f"resuming from {resume_from}")
-        return cls(cfg, run_dir, datamodule, model, trainer, notices, resume_from=resume_from)
+        if checkpoint is not None:
+            notices.append(f"evaluating {checkpoint} (no training)")
+        return cls(cfg, run_dir, datamodule, model, trainer, notices, resume_from=resume_from, checkpoint=checkpoint, created=created)
+
+    def evaluate(self) -> dict[str, float]:
+        """Test the loaded checkpoint on the data module's test split (no training) and
+        write ``samples.csv``, one row of velocity metrics per test sample."""
+        from fwi_lightning.evaluate import SAMPLES_FILE, SampleMetrics
+
+        results = self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
+        self.results = {k: float(v) for r in results for k, v in r.items()}
+        if self.trainer.is_global_zero:
+            for callback in self.trainer.callbacks:
+                if isinstance(callback, SampleMetrics):
+                    callback.write(self.run_dir / SAMPLES_FILE)
+        return self.results
+
+    def discard(self) -> bool:
+        """Remove this run's folder if it holds no checkpoint this run wrote (a run that
+        failed before its first checkpoint); True when removed. Rank 0 only; a folder
+        given to `build` and earlier runs' folders are never touched."""
+        if not self.created or _is_worker_rank():
+            return False
+        written = [p for p in (self.run_dir / "checkpoints").glob("*.ckpt") if p.stat().st_mtime >= self.started]
+        if written and self.checkpoint is None:
+            return False
+        discard_folder(self.run_dir)
+        return True
 
     def fit(self) -> None:
         """Fit, continuing from the resumed checkpoint when there is one."""
@@ -221,7 +305,8 @@ class Run:
         return (cb.best_model_path or None) if cb is not None else None
 
     def write_summary(self) -> Path:
-        """``summary.json``: final metrics, best checkpoint, seed, versions."""
+        """``summary.json``: final metrics, best checkpoint, seed, versions; for an
+        evaluation also the checkpoint evaluated and the per-sample file."""
         summary = {
             "name": self.cfg.values["name"],
             "group": self.cfg.values["group"],
@@ -235,11 +320,64 @@ class Run:
             "global_step": self.trainer.global_step,
             "versions": versions(),
         }
+        if self.checkpoint is not None:
+            from fwi_lightning.evaluate import SAMPLES_FILE
+
+            summary.update(evaluated_checkpoint=str(self.checkpoint), samples=SAMPLES_FILE, best_checkpoint=None, best_score=None)
         path = self.run_dir / "summary.json"
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(summary, indent=2))
         tmp.replace(path)
         return path
+
+
+def discard_folder(run_dir: Path) -> None:
+    """Delete a run folder this process created (rank 0 only)."""
+    import shutil
+
+    if not _is_worker_rank():
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if os.environ.get(RUN_DIR_ENV) == str(run_dir):
+            del os.environ[RUN_DIR_ENV]
+
+
+def prepare_resume(cfg: Config, checkpoint: Path, contents: dict[str, Any], problem: Any, *, allow_changed: bool) -> tuple[Any, bool]:
+    """Refuse to resume with other settings; return the problem to build the model on
+    (with the checkpoint's data normalisation, from its `contents`) and whether the data
+    settings changed.
+
+    The ``model`` and ``data`` sections (survey included) must equal those of the
+    resumed run's ``config.yaml`` unless `allow_changed`; trainer, callbacks, logger and
+    checkpoint settings may change (e.g. a larger ``max_epochs``).
+
+    Raises:
+        ConfigError: at ``resume``, naming the changed keys.
+    """
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    from fwi_lightning.evaluate import changed_settings, describe_keys, run_config_file
+    from fwi_lightning.problem import Problem
+
+    changed: list[str] = []
+    previous_file = run_config_file(checkpoint)
+    if previous_file is not None:
+        changed = changed_settings(OmegaConf.to_container(OmegaConf.load(previous_file)) or {}, cfg.values)
+        if changed and not allow_changed:
+            raise cfg.error(
+                "resume",
+                f"this config changes {describe_keys(changed)} of the run it resumes ({previous_file}); "
+                "resume with that run's settings, start a new run, or pass --allow-changed-config to continue with the changes on purpose",
+            )
+    saved = (contents.get("hyper_parameters") or {}).get("problem")
+    if saved is not None:
+        problem = dataclasses.replace(problem, data_range=Problem.from_dict(saved).data_range)
+    return problem, any(key.startswith("data.") for key in changed)
+
+
+def _keep_state(state_dict: dict[str, Any]) -> None:
+    """A data module's `load_state_dict` when resuming with changed data: keep the new state."""
 
 
 @contextmanager

@@ -18,11 +18,12 @@ from fwi_lightning.specs import INJECTED, ComponentRef, component_ref
 
 @dataclass(frozen=True)
 class Parameter:
-    """One YAML-settable parameter of a component."""
+    """One YAML-settable parameter of a component (`default` is ``inspect.Parameter.empty`` when required)."""
 
     name: str
     annotation: Any
     required: bool
+    default: Any = inspect.Parameter.empty
 
     @property
     def ref(self) -> ComponentRef | None:
@@ -65,7 +66,7 @@ def signature_of(obj: Any, group: str | None = None) -> Signature:
             continue
         if p.kind is p.VAR_POSITIONAL or p.name in injected or p.name == "self":
             continue
-        params[p.name] = Parameter(p.name, hints.get(p.name, Any), p.default is inspect.Parameter.empty)
+        params[p.name] = Parameter(p.name, hints.get(p.name, Any), p.default is inspect.Parameter.empty, p.default)
     return Signature(params, is_open)
 
 
@@ -140,11 +141,21 @@ def dataclass_fields(cls: type) -> Signature:
             f.name,
             hints.get(f.name, Any),
             f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+            _field_default(f),
         )
         for f in dataclasses.fields(cls)
         if f.init
     }
     return Signature(params, open=False)
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    """A dataclass field's default value (its factory called), or ``inspect.Parameter.empty``."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return inspect.Parameter.empty
 
 
 def type_name(annotation: Any) -> str:
