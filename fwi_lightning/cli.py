@@ -16,6 +16,7 @@ neither torch nor Lightning at module level, so `--help` and `list` answer at on
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -194,3 +195,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `fwi-run list | head` closed the pipe: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 0

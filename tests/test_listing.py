@@ -83,3 +83,18 @@ def test_verbose_group_listing_adds_each_components_parameters(capsys):
     ssim = next(i for i, line in enumerate(lines) if line.split()[0] == "ssim")
     assert lines[ssim + 1].split()[:4] == ["window", "int", "=", "11"]
     assert lines[ssim + 2].split()[:4] == ["sigma", "float", "=", "1.5"]
+
+
+def test_listing_into_a_closed_pipe_ends_quietly():
+    """`fwi-run list | head -1`: the reader closes the pipe early; no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "fwi_lightning", "list", "--verbose"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as `head -1` does
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, stderr
+    assert first.startswith(b"paradigms:")
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr

@@ -1,4 +1,4 @@
-"""Data: velocity families, the simulated and OpenFWI data modules, normalisation statistics.
+"""Data: velocity families, the simulated, OpenFWI and source + target data modules, normalisation statistics.
 
 Submodules load on first access, so building one velocity family does not import Lightning.
 """
@@ -8,6 +8,7 @@ from typing import Any
 _LAZY = {
     "SimulatedDataModule": "fwi_lightning.data.simulated",
     "OpenFWIDataModule": "fwi_lightning.data.openfwi",
+    "SourceTargetDataModule": "fwi_lightning.data.combined",
     "log_amplitude_range": "fwi_lightning.data.normalisation",
 }
 
