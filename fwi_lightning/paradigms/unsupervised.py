@@ -34,9 +34,15 @@ class Unsupervised(Supervised):
         scheduler: ``{name, interval, monitor, **kwargs}`` of a torch.optim.lr_scheduler
             class, or null for a constant learning rate.
 
+    Attributes:
+        reads_labels: False: training never reads the batch's ``velocity``, so every
+            loss must have ``reads_labels = False`` too.
+
     Raises:
         ConfigError: a loss that reads the velocity labels (key ``losses.<label>``).
     """
+
+    reads_labels = False
 
     def __init__(self, problem: Problem | dict, network: NetworkSpec, losses: LossesSpec = None,
                  optimizer: Optional[dict] = None, scheduler: Optional[dict] = None):
