@@ -97,9 +97,9 @@ def test_zero_for_the_true_model_on_noise_free_data(tiny, misfit):
     assert loss({"velocity": wrong}, batch).item() > 1e-4
 
 
-def _tiny_float64_problem() -> tuple[Problem, torch.Tensor, torch.Tensor]:
-    """A 10 x 12 grid, 2 shots, 60 samples of 2 ms, fixed discretisation; (problem, model, observed data) in float64."""
-    survey = Survey(nz=10, nx=12, spacing=10.0, nt=60, dt=0.002, peak_freq=15.0, n_shots=2, n_receivers=12)
+def _tiny_float64_problem(nt: int = 60) -> tuple[Problem, torch.Tensor, torch.Tensor]:
+    """A 10 x 12 grid, 2 shots, `nt` samples of 2 ms, fixed discretisation; (problem, model, observed data) in float64."""
+    survey = Survey(nz=10, nx=12, spacing=10.0, nt=nt, dt=0.002, peak_freq=15.0, n_shots=2, n_receivers=12)
     operator = ForwardOperator(Simulator(survey, (1500.0, 4500.0), "fast"))
     problem = Problem(operator.survey, (1500.0, 4500.0), (0.0, 1.0), operator=operator)
     z = torch.arange(10, dtype=torch.float64)[:, None].expand(10, 12)
@@ -129,15 +129,17 @@ def test_gradient_matches_central_finite_differences(misfit):
 
 
 def test_default_sampling_interval_changes_the_gradient_little():
-    problem, model, observed = _tiny_float64_problem()
+    # a 0.48 s record: the wavefield has left the grid by its end (on a 0.12 s record,
+    # cut while the waves are still strong, the sampled gradient loses ~4 % at interval 5)
+    problem, model, observed = _tiny_float64_problem(nt=240)
     grads = []
     for interval in (1, None):
         v = model.clone().requires_grad_(True)
         Physics(problem, model_gradient_sampling_interval=interval)({"velocity": v}, {"data": observed}).backward()
         grads.append(v.grad)
-    assert default_interval(60, 0.002, 15.0) == 2
+    assert default_interval(240, 0.002, 15.0) == 5
     error = float((grads[1] - grads[0]).norm() / grads[0].norm())
-    assert 0 < error < 0.02
+    assert 0 < error < 1e-3  # the target: at most 0.1 %
 
 
 # ---------------------------------------------------------------------------
@@ -147,9 +149,10 @@ def test_default_sampling_interval_changes_the_gradient_little():
 def test_sampling_interval_guard_refuses_aliasing():
     problem = Problem(Survey(), (1500.0, 4500.0), (0.0, 1.0))  # OpenFWI: 1 ms, 15 Hz
     assert largest_unaliased_interval(0.001, 15.0) == 13  # 13 ms < 1 / (2 * 37.5 Hz) = 13.3 ms
-    assert default_interval(1000, 0.001, 15.0) == 5
-    assert physics(problem).simulator.model_gradient_sampling_interval == 5
-    assert physics(problem, model_gradient_sampling_interval=10).simulator.model_gradient_sampling_interval == 10
+    assert default_interval(1000, 0.001, 15.0) == 10  # 13 does not divide 1000; 10 ms < 0.8 * 13.3 ms
+    assert default_interval(125, 0.008, 15.0) == 1
+    assert physics(problem).simulator.model_gradient_sampling_interval == 10
+    assert physics(problem, model_gradient_sampling_interval=5).simulator.model_gradient_sampling_interval == 5
     with pytest.raises(ConfigError, match="aliases the 15 Hz Ricker.*use at most 13") as caught:
         physics(problem, model_gradient_sampling_interval=20)
     assert caught.value.key == "losses.physics.model_gradient_sampling_interval"
