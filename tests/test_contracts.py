@@ -34,6 +34,12 @@ def slots(paradigm: str, group: str) -> list[str]:
     return [p for p, ref in testing.nested_components("paradigms", paradigm).items() if ref.group == group]
 
 
+def trains_with(paradigm: str, loss: str) -> bool:
+    """Whether the paradigm accepts the loss: one that trains without labels takes only label-free losses."""
+    label_free = not getattr(registry.load("paradigms", paradigm), "reads_labels", True)
+    return not (label_free and getattr(registry.load("losses", loss), "reads_labels", True))
+
+
 def matrix() -> list[tuple[str, str, str]]:
     """(paradigm, parameter, component) for every paradigm and every network, loss and callback it can take."""
     rows = []
@@ -41,7 +47,7 @@ def matrix() -> list[tuple[str, str, str]]:
         for param in slots(paradigm, "networks"):
             rows += [(paradigm, param, name) for name in builtins("networks")]
         for param in slots(paradigm, "losses"):
-            rows += [(paradigm, param, name) for name in builtins("losses")]
+            rows += [(paradigm, param, name) for name in builtins("losses") if trains_with(paradigm, name)]
         rows += [(paradigm, "callbacks", name) for name in builtins("callbacks")]
     return rows
 
