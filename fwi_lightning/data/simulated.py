@@ -59,8 +59,8 @@ DEFAULT_SIZES = {"train": 1024, "val": 128, "test": 128}
 
 
 #: Every runtime knob of `SimulatedDataModule`: the forward operator's processing
-#: settings, then the family weights.
-KNOBS = (*PROCESSING, "family_weights")
+#: settings, then the family weights and the training index weights.
+KNOBS = (*PROCESSING, "family_weights", "index_weights")
 
 
 def choose_family(seed: int, split: str, index: int, probabilities: Sequence[float]) -> int:
@@ -199,8 +199,12 @@ class SimulatedDataModule(SplitDataModule):
     ``max_offset_m``, ``record_time_s`` act from the next batch on, with any number of
     workers and with ``cache: true``; ``family_weights`` acts on the indices the sampler
     draws next, i.e. with W workers after the ``2 * W`` batches already dispatched to
-    them (DataLoader's default prefetch), at once without workers. Their values are in
-    `state_dict`, so a resumed run continues with them.
+    them (DataLoader's default prefetch), at once without workers. ``index_weights``
+    (None, or ``{index: weight}``) makes the training sampler draw, at each position, an
+    index of that pool with chance proportional to its weight (with replacement), from
+    (seed, epoch, nominal index) alone; it acts with the same lag as ``family_weights``
+    (a difficulty curriculum turns it). Their values are in `state_dict`, so a resumed
+    run continues with them.
 
     Args:
         seed: the experiment seed (injected).
@@ -275,6 +279,8 @@ class SimulatedDataModule(SplitDataModule):
         self.batch_size, self.num_workers, self.reference_size = batch_size, num_workers, reference_size
         self.cache, self.fresh_train, self.simulate_on = bool(cache), bool(fresh_train) and not cache, simulate_on
         self._cached: dict[str, CachedDataset] = {}
+        self.index_weights: Optional[dict[int, float]] = None
+        self._pool: Optional[tuple[np.ndarray, np.ndarray]] = None
         self._data_range: Optional[tuple[float, float]] = None
 
     # -- configuration ------------------------------------------------------------
@@ -317,6 +323,7 @@ class SimulatedDataModule(SplitDataModule):
         """
         values = {name: value for name, value in self.operator.settings().items() if name in PROCESSING}
         values["family_weights"] = {split: dict(weights) for split, weights in self.family_weights.items()}
+        values["index_weights"] = None if self.index_weights is None else dict(self.index_weights)
         return values
 
     def set_knob(self, name: str, value: Any) -> None:
@@ -324,7 +331,8 @@ class SimulatedDataModule(SplitDataModule):
         prefetch lag of ``family_weights`` with workers).
 
         ``family_weights`` takes ``{split: {label: weight}}``, naming only the splits and
-        labels that change.
+        labels that change. ``index_weights`` takes None or ``{index: weight}``, the
+        whole training pool.
 
         Raises:
             ConfigError: an unknown knob (naming the knobs there are) or an invalid value.
@@ -333,6 +341,8 @@ class SimulatedDataModule(SplitDataModule):
             self.operator.configure(**{name: value})
         elif name == "family_weights":
             self.family_weights = self._merged_weights(value)
+        elif name == "index_weights":
+            self.index_weights, self._pool = self._checked_pool(value)
         else:
             raise ConfigError(f"unknown knob '{name}'{suggestion(str(name), KNOBS)}; knobs: {', '.join(KNOBS)}", key=str(name))
 
@@ -363,13 +373,41 @@ class SimulatedDataModule(SplitDataModule):
                         )
         return merged
 
+    def _checked_pool(self, value: Any) -> tuple[Optional[dict[int, float]], Optional[tuple[np.ndarray, np.ndarray]]]:
+        """The index weights and the (indices, cumulative probabilities) the sampler draws from."""
+        if value is None:
+            return None, None
+        if not isinstance(value, Mapping) or not value:
+            raise ConfigError(f"expected null or a non-empty {{index: weight}} mapping, got {value!r}", key="index_weights")
+        weights = {}
+        for index, weight in value.items():
+            if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+                raise ConfigError(f"expected sample indices >= 0, got {index!r}", key="index_weights")
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+                raise ConfigError(f"expected a weight >= 0, got {weight!r}", key=f"index_weights.{index}")
+            weights[index] = float(weight)
+        _check_weights({str(i): w for i, w in weights.items()}, "index_weights")
+        cached = self._cached.get("train")
+        missing = [i for i, w in weights.items() if w > 0 and cached is not None and i not in cached.items]
+        if missing:
+            raise ConfigError(f"the training cache holds no sample {missing[0]}; weigh only cached indices", key="index_weights")
+        indices = np.array(sorted(weights), dtype=np.int64)
+        cumulative = np.cumsum([weights[i] for i in indices])
+        return weights, (indices, cumulative / cumulative[-1])
+
     def probabilities(self, split: str) -> tuple[float, ...]:
         """The current family probabilities of `split`, in the order of its families."""
         weights = np.array(list(self.family_weights[split].values()), dtype=np.float64)
         return tuple((weights / weights.sum()).tolist())
 
-    def _sample_key(self, split: str, index: int) -> tuple[int, tuple[float, ...]]:
-        """The dataset key of an index the sampler draws: it with the family probabilities of now."""
+    def _sample_key(self, split: str, sampler: SampleSampler, index: int) -> tuple[int, tuple[float, ...]]:
+        """The dataset key of an index the sampler draws: it (or, for training with
+        ``index_weights``, the pool index drawn in its place from (seed, epoch, index))
+        with the family probabilities of now."""
+        if split == "train" and self._pool is not None:
+            indices, cumulative = self._pool
+            u = sample_rng(self.seed, split, index, f"pool-epoch{sampler.epoch}").random()
+            index = int(indices[min(int(np.searchsorted(cumulative, u, side="right")), len(indices) - 1)])
         return index, self.probabilities(split)
 
     @property
@@ -431,9 +469,8 @@ class SimulatedDataModule(SplitDataModule):
 
     def _loader(self, split: str, dataset: Dataset, operator: Optional[ForwardOperator]) -> DataLoader:
         rank, world = self.ranks()
-        sampler = SampleSampler(
-            self.sizes[split], rank, world, fresh=self.fresh_train and split == "train", key=functools.partial(self._sample_key, split),
-        )
+        sampler = SampleSampler(self.sizes[split], rank, world, fresh=self.fresh_train and split == "train")
+        sampler.key = functools.partial(self._sample_key, split, sampler)
         workers = self.num_workers
         context = "fork" if workers and "fork" in multiprocessing.get_all_start_methods() else None
         return ResumableLoader(
