@@ -233,7 +233,8 @@ class ApertureCurriculum(KnobCurriculum):
         domain: see `KnobCurriculum`.
 
     Raises:
-        ConfigError: another knob; at setup, a value the knob refuses (more shots than
+        ConfigError: at setup, a knob the data module does not have (listing the ones it
+            has) or that is no aperture knob, or a value the knob refuses (more shots than
             the survey has, a non-positive offset or time).
     """
 
@@ -241,9 +242,13 @@ class ApertureCurriculum(KnobCurriculum):
 
     def __init__(self, schedule: Mapping[str, Any], knob: str = "max_offset_m", domain: Optional[str] = None):
         super().__init__(schedule, domain)
-        if knob not in APERTURE_KNOBS:
-            raise ConfigError(f"expected knob: one of {', '.join(APERTURE_KNOBS)}, got {knob!r}", key="knob")
-        self.knob = knob
+        self.knob = str(knob)
+
+    def check(self, trainer: Any, pl_module: Any) -> None:
+        self.datamodule(trainer)
+        if self.knob not in APERTURE_KNOBS:
+            raise ConfigError(f"{self.name}: '{self.knob}' is no aperture knob; expected one of {', '.join(APERTURE_KNOBS)}", key="knob")
+        super().check(trainer, pl_module)
 
     def knob_value(self, trainer: Any, pl_module: Any, value: Any) -> Any:
         if self.knob != "active_shots":
