@@ -141,7 +141,7 @@ def curricula() -> list[Callback]:
         ApertureCurriculum({"kind": "step", "stages": [[0, 0.08], [3, 0.16], [7, 0.24]], "by": "step"}, knob="record_time_s"),
         FamilyCurriculum({"kind": "step", "stages": [[0, {"flatvel": 1.0, "curvevel": 0.0}], [1, {"flatvel": 0.0, "curvevel": 1.0}]]}),
         DifficultyCurriculum({"kind": "linear", "start": 0.0, "end": 1.0, "length": 2}),
-        TaskCurriculum({"kind": "step", "stages": [[0, {"l1": 1.0, "mse": 0.0}], [5, {"l1": 1.0, "mse": 0.5}]], "by": "step"}),
+        TaskCurriculum({"kind": "step", "stages": [[0, {"l1": 1.0, "l2": 0.0}], [5, {"l1": 1.0, "l2": 0.5}]], "by": "step"}),
     ]
 
 
@@ -167,7 +167,7 @@ class Recorder(Callback):
 def fit(tmp: Path, callbacks: list[Callback], max_epochs: int = 3, ckpt_path=None) -> Recorder:
     torch.manual_seed(0)
     dm = module(num_workers=2, fresh_train=False, snr_db=40.0)
-    model = registry.build("paradigms", {"name": "supervised", "network": TINY_NETWORK, "losses": {"l1": 1.0, "mse": 0.0}},
+    model = registry.build("paradigms", {"name": "supervised", "network": TINY_NETWORK, "losses": {"l1": 1.0, "l2": 0.0}},
                            key="model", problem=dm.problem)
     recorder = Recorder()
     saver = ModelCheckpoint(dirpath=tmp, filename="{step}", every_n_train_steps=1, save_top_k=-1)
@@ -177,7 +177,6 @@ def fit(tmp: Path, callbacks: list[Callback], max_epochs: int = 3, ckpt_path=Non
     return recorder
 
 
-@pytest.mark.slow
 def test_knobs_follow_every_schedule_with_workers_and_continue_after_a_resume(tmp_path):
     schedules = {type(c).__name__: c.schedule for c in curricula()}
     rows = fit(tmp_path / "whole", curricula()).rows
@@ -190,7 +189,7 @@ def test_knobs_follow_every_schedule_with_workers_and_continue_after_a_resume(tm
         assert row["record_time_s"] - 0.002 < row["last_sample_s"] <= row["record_time_s"]  # the mask acted on this batch
         assert row["weights"] == schedules["TaskCurriculum"].value(step)
         assert row["families"] == [min(epoch, 1)] * 2  # flatvel, then curvevel from epoch 1, whatever the prefetch
-    assert rows[4]["bandpass"][1] == pytest.approx(20.0) and rows[5]["weights"]["mse"] == 0.5
+    assert rows[4]["bandpass"][1] == pytest.approx(20.0) and rows[5]["weights"]["l2"] == 0.5
     assert {i for r in rows[:4] for i in r["indices"]} == set(range(8))  # epoch 0: the sampler's own indices
     assert len({i for r in rows[8:] for i in r["indices"]}) < 8  # epoch 2: all hard, drawn from the scored pool
     # resume in the middle of epoch 1 (after step 6) with fresh callbacks: the rest is the same

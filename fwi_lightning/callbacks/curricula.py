@@ -1,8 +1,8 @@
 """Curriculum callbacks: training from easy to hard by turning data-module knobs on a schedule.
 
 Each curriculum is a Lightning callback holding one `Schedule` (``by: epoch`` or
-``by: step``). It applies the schedule's value at the start of every training epoch
-and, for a schedule by step, after every optimiser step, so the value of step s acts
+``by: step``). It applies the schedule's value at the start of training and of every
+training epoch and, for a schedule by step, after every optimiser step, so the value of step s acts
 from batch s on (processing knobs) or after the loader's prefetch (``family_weights``,
 ``index_weights``: see `SimulatedDataModule`). The knobs are turned through the data
 module's public ``set_knob`` only; their values are in the data module's state_dict,
@@ -73,6 +73,10 @@ class Curriculum(Callback):
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if stage == "fit":
             self.check(trainer, pl_module)
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        # also the first hook of a run resumed mid-epoch, which gets no on_train_epoch_start
+        self._advance(trainer, pl_module)
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self._advance(trainer, pl_module)
