@@ -3,7 +3,8 @@
 Runs `accuracy.py`'s fixed-budget benchmark twice with the same preset, budget, network,
 data and seed: ``experiments/supervised_curvefault.yaml`` (no curriculum) and
 ``experiments/curriculum_curvefault.yaml`` (frequency continuation + self-paced
-sampling), the curricula's schedules stretched to the budget's training (`STRETCH`),
+sampling), the curricula's schedules stretched to the budget's training
+(`FREQUENCY_STAGES`, `DIFFICULTY_EPOCHS`),
 one after the other. Prints both runs' test metrics side by side and writes them to
 ``curriculum_comparison.json`` in the current folder.
 
@@ -25,10 +26,11 @@ from accuracy import parse_args, print_report, run
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = REPO / "experiments" / "supervised_curvefault.yaml"
 CURRICULUM = REPO / "experiments" / "curriculum_curvefault.yaml"
-#: Schedule lengths for a 30-minute ``cpu`` run (~9,700 steps, ~50 epochs of 188 steps,
-#: measured for supervised_curvefault.yaml in benchmarks/README.md), scaled linearly with
-#: ``--minutes``: the cut-off reaches 40 Hz after ~1/3 of the steps, the hard share 0.5 after ~1/2 of the epochs.
-STRETCH = {"callbacks.frequency_curriculum.schedule.length": 3000, "callbacks.difficulty_curriculum.schedule.length": 25}
+#: Schedules for a 30-minute ``cpu`` run (~50 epochs of 188 steps, measured for
+#: supervised_curvefault.yaml in benchmarks/README.md), their epochs scaled linearly with
+#: ``--minutes``: the cut-off stages over the first ~quarter, the hard share 0.5 at ~half.
+FREQUENCY_STAGES = [(0, 6.0), (3, 10.0), (6, 15.0), (9, 25.0), (12, None)]
+DIFFICULTY_EPOCHS = 25
 METRICS = ("mae", "rmse", "ssim", "mae_mps", "rmse_mps", "data_misfit")
 
 
@@ -37,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     scale = parse_args(["x", *argv]).minutes / 30.0
-    stretch = [f"{key}={max(1, round(value * scale))}" for key, value in STRETCH.items()]
+    stages = ",".join(f"[{round(epoch * scale)},{'null' if hz is None else hz}]" for epoch, hz in FREQUENCY_STAGES)
+    stretch = [f"callbacks.frequency_curriculum.schedule.stages=[{stages}]",
+               f"callbacks.difficulty_curriculum.schedule.length={max(1, round(DIFFICULTY_EPOCHS * scale))}"]
     reports = {}
     try:
         for label, experiment, extra in (("without", BASELINE, []), ("with", CURRICULUM, stretch)):

@@ -88,6 +88,8 @@ class Curriculum(Callback):
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         by_step = self.schedule.by == "step"
         for name, number in self.logged(self.value).items():
+            if number is None:  # a knob switched off (e.g. no aperture limit)
+                continue
             pl_module.log(f"train/curriculum/{name}", float(number), on_step=by_step, on_epoch=not by_step, batch_size=1)
 
     def _advance(self, trainer: Any, pl_module: Any) -> None:
@@ -182,11 +184,12 @@ class FrequencyCurriculum(KnobCurriculum):
 
     Sets the ``bandpass`` knob to ``[low_hz, cut-off]``: a zero-phase Butterworth
     (order `filters.BUTTERWORTH_ORDER`) in torch, acting from the next batch. Logs
-    ``train/curriculum/cutoff_hz``.
+    ``train/curriculum/cutoff_hz`` (the Nyquist frequency once the low-pass is lifted).
 
     Args:
-        schedule: the cut-off in Hz, e.g. ``{kind: step, stages: [[0, 8], [5, 15], [10, 30]]}``;
-            every value below the Nyquist frequency of the survey.
+        schedule: the cut-off in Hz, e.g. ``{kind: step, stages: [[0, 8], [5, 15], [10, null]]}``;
+            every value below the Nyquist frequency of the survey; null (in a step
+            schedule) lifts the low-pass, e.g. to end on the unfiltered data.
         low_hz: the high-pass corner kept meanwhile, Hz (None: none).
         domain: see `KnobCurriculum`.
 
@@ -199,12 +202,17 @@ class FrequencyCurriculum(KnobCurriculum):
     def __init__(self, schedule: Mapping[str, Any], low_hz: Optional[float] = None, domain: Optional[str] = None):
         super().__init__(schedule, domain)
         self.low_hz = None if low_hz is None else float(low_hz)
+        self.nyquist_hz: Optional[float] = None
+
+    def check(self, trainer: Any, pl_module: Any) -> None:
+        super().check(trainer, pl_module)
+        self.nyquist_hz = 0.5 / pl_module.problem.survey.dt
 
     def knob_value(self, trainer: Any, pl_module: Any, value: Any) -> Any:
         return [self.low_hz, value]
 
     def logged(self, value: Any) -> dict[str, float]:
-        return {"cutoff_hz": value}
+        return {"cutoff_hz": self.nyquist_hz if value is None else value}
 
 
 class NoiseCurriculum(KnobCurriculum):
@@ -232,7 +240,7 @@ class ApertureCurriculum(KnobCurriculum):
     Args:
         schedule: the knob's value: for ``active_shots`` a number of shots, spread evenly
             over the survey's shots (rounded); for ``max_offset_m`` metres; for
-            ``record_time_s`` seconds.
+            ``record_time_s`` seconds; null (in a step schedule): the whole aperture.
         knob: ``active_shots``, ``max_offset_m`` or ``record_time_s``.
         domain: see `KnobCurriculum`.
 
@@ -255,7 +263,7 @@ class ApertureCurriculum(KnobCurriculum):
         super().check(trainer, pl_module)
 
     def knob_value(self, trainer: Any, pl_module: Any, value: Any) -> Any:
-        if self.knob != "active_shots":
+        if self.knob != "active_shots" or value is None:
             return value
         shots, count = pl_module.problem.survey.n_shots, int(round(value))
         if not 1 <= count <= shots:
@@ -263,7 +271,7 @@ class ApertureCurriculum(KnobCurriculum):
         return sorted({int(round(k * (shots - 1) / max(count - 1, 1))) for k in range(count)})
 
     def logged(self, value: Any) -> dict[str, float]:
-        return {self.knob: round(value) if self.knob == "active_shots" else value}
+        return {self.knob: round(value) if self.knob == "active_shots" and value is not None else value}
 
 
 class FamilyCurriculum(KnobCurriculum):
