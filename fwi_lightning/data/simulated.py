@@ -224,8 +224,9 @@ class SimulatedDataModule(SplitDataModule):
         active_shots: indices of the recorded shots, the others zeroed (None: all). A knob.
         max_offset_m: zero receivers farther than this from the source, m (None: all). A knob.
         record_time_s: zero samples after this time, s (None: the whole record). A knob.
-        cache: simulate each split's clean gathers once and keep them in memory
-            (training then reuses the same samples every epoch; knobs still act).
+        cache: simulate each split's clean gathers once and keep them in memory, drawn
+            with the configured family weights whatever the knobs then (training then
+            reuses the same samples every epoch; knobs still act).
         fresh_train: new training samples every epoch (ignored with cache).
         simulate_on: ``auto`` (device when the trainer is on a GPU, else workers),
             ``device`` or ``workers``.
@@ -268,6 +269,7 @@ class SimulatedDataModule(SplitDataModule):
         self.labels: list[str] = []
         self.split_families = self._build_split_families(families, split_families, simulator.survey)
         self.family_weights = {split: {self.labels[l]: w for l, _, w in entries} for split, entries in self.split_families.items()}
+        self.configured_probabilities = {split: self.probabilities(split) for split in SPLITS}
         self.sizes = _sizes(sizes)
         for name, value in (("batch_size", batch_size), ("reference_size", reference_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -456,9 +458,10 @@ class SimulatedDataModule(SplitDataModule):
 
     # -- loaders ------------------------------------------------------------------
 
-    def _dataset(self, split: str) -> VelocityDataset:
+    def _dataset(self, split: str, probabilities: Optional[Sequence[float]] = None) -> VelocityDataset:
         families = [(label, family) for label, family, _ in self.split_families[split]]
-        return VelocityDataset(families, self.probabilities(split), self.seed, split, self.sizes[split])
+        probabilities = self.probabilities(split) if probabilities is None else probabilities
+        return VelocityDataset(families, probabilities, self.seed, split, self.sizes[split])
 
     def simulates_on_device(self) -> bool:
         """True when `on_after_batch_transfer` simulates (on the trainer's device)."""
@@ -467,10 +470,13 @@ class SimulatedDataModule(SplitDataModule):
         trainer = self.trainer
         return trainer is not None and trainer.strategy.root_device.type != "cpu"
 
-    def _loader(self, split: str, dataset: Dataset, operator: Optional[ForwardOperator]) -> DataLoader:
+    def _loader(self, split: str, dataset: Dataset, operator: Optional[ForwardOperator], knobs: bool = True) -> DataLoader:
+        """The loader of `split`; with `knobs`, its sampler draws with the sampling knobs of
+        the moment (`_sample_key`), else the plain indices (filling a cache)."""
         rank, world = self.ranks()
         sampler = SampleSampler(self.sizes[split], rank, world, fresh=self.fresh_train and split == "train")
-        sampler.key = functools.partial(self._sample_key, split, sampler)
+        if knobs:
+            sampler.key = functools.partial(self._sample_key, split, sampler)
         workers = self.num_workers
         context = "fork" if workers and "fork" in multiprocessing.get_all_start_methods() else None
         return ResumableLoader(
@@ -494,8 +500,8 @@ class SimulatedDataModule(SplitDataModule):
     def _simulate_split(self, split: str) -> CachedDataset:
         """Simulate the clean gathers of this rank's samples of `split` once, on the device when there is one."""
         device = self.trainer.strategy.root_device if self.simulates_on_device() else None
-        dataset = self._dataset(split)
-        loader = self._loader(split, dataset, None if device is not None else self.operator)
+        dataset = self._dataset(split, self.configured_probabilities[split])
+        loader = self._loader(split, dataset, None if device is not None else self.operator, knobs=False)
         items: dict[int, dict[str, torch.Tensor]] = {}
         for batch in loader:
             if device is not None:
