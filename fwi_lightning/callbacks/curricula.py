@@ -22,6 +22,7 @@ from typing import Any, Optional
 from lightning.pytorch.callbacks import Callback
 
 from fwi_lightning.callbacks.schedules import Schedule
+from fwi_lightning.data.families.base import SPLITS
 from fwi_lightning.errors import ConfigError
 
 
@@ -297,6 +298,8 @@ class FamilyCurriculum(KnobCurriculum):
         for value in self.schedule.values():
             if not isinstance(value, Mapping):
                 raise ConfigError(f"expected {{family label: weight}} values, got {value!r}", key="schedule")
+        if split not in SPLITS:
+            raise ConfigError(f"expected split: one of {', '.join(SPLITS)}, got {split!r}", key="split")
         self.split = split
 
     def knob_value(self, trainer: Any, pl_module: Any, value: Any) -> Any:
