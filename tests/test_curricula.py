@@ -222,3 +222,12 @@ def test_bad_curricula_exit_2_with_one_line(override, fragment, tmp_path, capsys
     status = main([QUICKSTART, *small, f"run_dir={tmp_path}", override])
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1 and err.startswith("error: ") and fragment in err, err
+
+
+def test_aperture_shot_counts_spread_evenly_over_the_survey():
+    callback = ApertureCurriculum({"kind": "linear", "start": 1, "end": 5, "length": 4}, knob="active_shots")
+    model = SimpleNamespace(problem=SimpleNamespace(survey=SimpleNamespace(n_shots=5)))
+    shots = {count: callback.knob_value(None, model, callback.schedule.value(count - 1)) for count in range(1, 6)}
+    assert shots == {1: [0], 2: [0, 4], 3: [0, 2, 4], 4: [0, 1, 3, 4], 5: [0, 1, 2, 3, 4]}
+    with pytest.raises(ConfigError):
+        callback.knob_value(None, model, 6)
