@@ -2,9 +2,10 @@
 
 Each curriculum is a Lightning callback holding one `Schedule` (``by: epoch`` or
 ``by: step``). It applies the schedule's value at the start of training and of every
-training epoch and, for a schedule by step, after every optimiser step, so the value of step s acts
-from batch s on (processing knobs) or after the loader's prefetch (``family_weights``,
-``index_weights``: see `SimulatedDataModule`). The knobs are turned through the data
+training epoch and, for a schedule by step, after every optimiser step, so the value
+of step s acts from batch s on (processing knobs) or after the loader's prefetch
+(``family_weights``, ``index_weights``: see `SimulatedDataModule`; at once at an epoch
+start, as each epoch's loader iteration starts after it). The knobs are turned through the data
 module's public ``set_knob`` only; their values are in the data module's state_dict,
 and each curriculum keeps the schedule position it applied last in its own, so a
 resumed run continues the schedule from the same point. Each logs the value it set as
@@ -34,7 +35,7 @@ DOMAINS = ("source", "target")
 
 
 class Curriculum(Callback):
-    """Shared base: apply `schedule`'s value at epoch starts and (by step) after each step.
+    """Shared base: apply `schedule`'s value at train and epoch starts and (by step) after each step.
 
     A subclass implements `check` (validate every value the schedule reaches against
     the run, in ``setup``), `apply` (set the value) and `logged` (the scalars to log).
@@ -95,13 +96,13 @@ class Curriculum(Callback):
 
     def _advance(self, trainer: Any, pl_module: Any) -> None:
         now = self.schedule.now(trainer)
-        if now == self.position and not self._replays(trainer):
+        if now == self.position and not self._replays():
             return
         self.value = self.schedule.value(now)
         self.apply(trainer, pl_module, self.value)
         self.position, self._restored = now, False
 
-    def _replays(self, trainer: Any) -> bool:
+    def _replays(self) -> bool:
         """Whether to apply again a position already applied (first time after a resume):
         yes by default, as a knob value is a function of the position alone."""
         return self._restored

@@ -131,7 +131,7 @@ class DifficultyCurriculum(KnobCurriculum):
         for index, error in zip(batch["index"].tolist(), errors.tolist()):
             self.losses[int(index)] = float(error)
 
-    def _replays(self, trainer: Any) -> bool:
+    def _replays(self) -> bool:
         """The loss source never re-applies a restored position: its pool is in the data
         module's restored knobs, drawn from the scores of that moment."""
         return self._restored and self.source == "family"
