@@ -231,3 +231,19 @@ def test_aperture_shot_counts_spread_evenly_over_the_survey():
     assert shots == {1: [0], 2: [0, 4], 3: [0, 2, 4], 4: [0, 1, 3, 4], 5: [0, 1, 2, 3, 4]}
     with pytest.raises(ConfigError):
         callback.knob_value(None, model, 6)
+
+
+def test_a_curriculum_acts_on_one_stream_of_source_target_data():
+    from fwi_lightning.data.combined import SourceTargetDataModule
+    from fwi_lightning.testing import tiny_data_config
+
+    dm = SourceTargetDataModule(seed=0, source=tiny_data_config(), target=tiny_data_config())
+    trainer = SimpleNamespace(datamodule=dm, current_epoch=2, global_step=0)
+    with pytest.raises(ConfigError) as info:
+        NoiseCurriculum({"kind": "step", "stages": [[0, 30.0]]}).setup(trainer, None, "fit")
+    assert "has no runtime knobs" in str(info.value) and "domain: source" in str(info.value)
+    callback = NoiseCurriculum({"kind": "linear", "start": 30.0, "end": 10.0, "length": 4}, domain="source")
+    callback.setup(trainer, None, "fit")
+    callback.on_train_epoch_start(trainer, None)
+    assert dm.source.knobs()["snr_db"] == 20.0 and dm.target.knobs()["snr_db"] is None
+    assert dm.state_dict()["source"]["knobs"]["snr_db"] == 20.0  # saved with the checkpoint
