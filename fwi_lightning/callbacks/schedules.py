@@ -113,12 +113,6 @@ class Schedule:
         (with numbers, a linear or cosine value always lies between these)."""
         return [value for _, value in self.stages] if self.kind == "step" else [self.start, self.end]
 
-    def map(self, function: Any) -> "Schedule":
-        """This schedule with `function` applied to each of its values (e.g. to resolve names)."""
-        if self.kind == "step":
-            return Schedule(self.kind, self.by, self.warmup, stages=tuple((p, function(v)) for p, v in self.stages))
-        return Schedule(self.kind, self.by, self.warmup, start=function(self.start), end=function(self.end), length=self.length)
-
 
 def _whole(value: Any, key: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
