@@ -247,3 +247,13 @@ def test_a_curriculum_acts_on_one_stream_of_source_target_data():
     callback.on_train_epoch_start(trainer, None)
     assert dm.source.knobs()["snr_db"] == 20.0 and dm.target.knobs()["snr_db"] is None
     assert dm.state_dict()["source"]["knobs"]["snr_db"] == 20.0  # saved with the checkpoint
+
+
+def test_the_curriculum_experiment_validates_and_builds_its_curricula():
+    from fwi_lightning.config import load_config, validate
+
+    cfg = validate(load_config(str(REPO / "experiments" / "curriculum_curvefault.yaml")))
+    built = registry.build_mapping("callbacks", cfg.values["callbacks"], key="callbacks")
+    kinds = {type(callback).__name__ for callback, _ in built.values()}
+    assert {"FrequencyCurriculum", "DifficultyCurriculum"} <= kinds
+    assert cfg.values["model"]["name"] == "supervised"
