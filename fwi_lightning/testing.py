@@ -64,6 +64,12 @@ TINY_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "callbacks": {
         "early_stopping": {"monitor": "val/loss"},
         "figures": {"n_samples": 1},
+        "frequency_curriculum": {"schedule": {"kind": "linear", "start": 10.0, "end": 40.0, "length": 2, "by": "step"}},
+        "family_curriculum": {"schedule": {"kind": "step", "stages": [[0, {"flatvel": 1.0}]]}},
+        "noise_curriculum": {"schedule": {"kind": "linear", "start": 30.0, "end": 10.0, "length": 2, "by": "step"}},
+        "aperture_curriculum": {"knob": "active_shots", "schedule": {"kind": "step", "stages": [[0, 1], [1, 2]], "by": "step"}},
+        "difficulty_curriculum": {"schedule": {"kind": "linear", "start": 0.2, "end": 0.8, "length": 2, "by": "step"}},
+        "task_curriculum": {"schedule": {"kind": "step", "stages": [[0, {"l1": 1.0}]]}},
     },
 }
 

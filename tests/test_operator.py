@@ -14,6 +14,7 @@ from fwi_lightning.data.simulated import SimulatedDataModule
 from fwi_lightning.errors import ConfigError
 from fwi_lightning.metrics.data_misfit import DataMisfit
 from fwi_lightning.physics import Survey
+from fwi_lightning.physics.filters import BUTTERWORTH_ORDER
 from fwi_lightning.physics.operator import ForwardOperator
 from fwi_lightning.physics.simulator import Simulator
 from fwi_lightning.problem import Problem
@@ -52,13 +53,13 @@ def deepwave_reference(velocity: torch.Tensor) -> np.ndarray:
 
 
 def scipy_bandpass(data: np.ndarray, dt: float, low: float, high: float) -> np.ndarray:
-    """Zero-phase filter along axis -2 with the magnitude of scipy's analog order-4 Butterworth
+    """Zero-phase filter along axis -2 with the magnitude of scipy's analog Butterworth (`BUTTERWORTH_ORDER`)
     high-pass at `low` times low-pass at `high` Hz, on a record zero-padded to twice its length."""
     n = data.shape[-2]
     freqs = np.fft.rfftfreq(2 * n, d=dt)
     w = 2 * np.pi * freqs
-    _, low_pass = signal.freqs(*signal.butter(4, 2 * np.pi * high, "low", analog=True), worN=w)
-    _, high_pass = signal.freqs(*signal.butter(4, 2 * np.pi * low, "high", analog=True), worN=w)
+    _, low_pass = signal.freqs(*signal.butter(BUTTERWORTH_ORDER, 2 * np.pi * high, "low", analog=True), worN=w)
+    _, high_pass = signal.freqs(*signal.butter(BUTTERWORTH_ORDER, 2 * np.pi * low, "high", analog=True), worN=w)
     gain = np.abs(low_pass * high_pass)
     spectrum = np.fft.rfft(data, n=2 * n, axis=-2) * gain[:, None]
     return np.fft.irfft(spectrum, n=2 * n, axis=-2)[..., :n, :]

@@ -1,1 +1,1 @@
-"""Lightning callbacks of fwi-lightning: figures, run guards and (later) curricula."""
+"""Lightning callbacks of fwi-lightning: figures, run guards, curricula and their schedules."""

@@ -59,8 +59,8 @@ DEFAULT_SIZES = {"train": 1024, "val": 128, "test": 128}
 
 
 #: Every runtime knob of `SimulatedDataModule`: the forward operator's processing
-#: settings, then the family weights.
-KNOBS = (*PROCESSING, "family_weights")
+#: settings, then the family weights and the training index weights.
+KNOBS = (*PROCESSING, "family_weights", "index_weights")
 
 
 def choose_family(seed: int, split: str, index: int, probabilities: Sequence[float]) -> int:
@@ -199,8 +199,12 @@ class SimulatedDataModule(SplitDataModule):
     ``max_offset_m``, ``record_time_s`` act from the next batch on, with any number of
     workers and with ``cache: true``; ``family_weights`` acts on the indices the sampler
     draws next, i.e. with W workers after the ``2 * W`` batches already dispatched to
-    them (DataLoader's default prefetch), at once without workers. Their values are in
-    `state_dict`, so a resumed run continues with them.
+    them (DataLoader's default prefetch), at once without workers. ``index_weights``
+    (None, or ``{index: weight}``) makes the training sampler draw, at each position, an
+    index of that pool with chance proportional to its weight (with replacement), from
+    (seed, epoch, nominal index) alone; it acts with the same lag as ``family_weights``
+    (a difficulty curriculum turns it). Their values are in `state_dict`, so a resumed
+    run continues with them.
 
     Args:
         seed: the experiment seed (injected).
@@ -220,8 +224,9 @@ class SimulatedDataModule(SplitDataModule):
         active_shots: indices of the recorded shots, the others zeroed (None: all). A knob.
         max_offset_m: zero receivers farther than this from the source, m (None: all). A knob.
         record_time_s: zero samples after this time, s (None: the whole record). A knob.
-        cache: simulate each split's clean gathers once and keep them in memory
-            (training then reuses the same samples every epoch; knobs still act).
+        cache: simulate each split's clean gathers once and keep them in memory, drawn
+            with the configured family weights whatever the knobs then (training then
+            reuses the same samples every epoch; knobs still act).
         fresh_train: new training samples every epoch (ignored with cache).
         simulate_on: ``auto`` (device when the trainer is on a GPU, else workers),
             ``device`` or ``workers``.
@@ -264,6 +269,7 @@ class SimulatedDataModule(SplitDataModule):
         self.labels: list[str] = []
         self.split_families = self._build_split_families(families, split_families, simulator.survey)
         self.family_weights = {split: {self.labels[l]: w for l, _, w in entries} for split, entries in self.split_families.items()}
+        self.configured_probabilities = {split: self.probabilities(split) for split in SPLITS}
         self.sizes = _sizes(sizes)
         for name, value in (("batch_size", batch_size), ("reference_size", reference_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -275,6 +281,8 @@ class SimulatedDataModule(SplitDataModule):
         self.batch_size, self.num_workers, self.reference_size = batch_size, num_workers, reference_size
         self.cache, self.fresh_train, self.simulate_on = bool(cache), bool(fresh_train) and not cache, simulate_on
         self._cached: dict[str, CachedDataset] = {}
+        self.index_weights: Optional[dict[int, float]] = None
+        self._pool: Optional[tuple[np.ndarray, np.ndarray]] = None
         self._data_range: Optional[tuple[float, float]] = None
 
     # -- configuration ------------------------------------------------------------
@@ -317,6 +325,7 @@ class SimulatedDataModule(SplitDataModule):
         """
         values = {name: value for name, value in self.operator.settings().items() if name in PROCESSING}
         values["family_weights"] = {split: dict(weights) for split, weights in self.family_weights.items()}
+        values["index_weights"] = None if self.index_weights is None else dict(self.index_weights)
         return values
 
     def set_knob(self, name: str, value: Any) -> None:
@@ -324,7 +333,8 @@ class SimulatedDataModule(SplitDataModule):
         prefetch lag of ``family_weights`` with workers).
 
         ``family_weights`` takes ``{split: {label: weight}}``, naming only the splits and
-        labels that change.
+        labels that change. ``index_weights`` takes None or ``{index: weight}``, the
+        whole training pool.
 
         Raises:
             ConfigError: an unknown knob (naming the knobs there are) or an invalid value.
@@ -333,6 +343,8 @@ class SimulatedDataModule(SplitDataModule):
             self.operator.configure(**{name: value})
         elif name == "family_weights":
             self.family_weights = self._merged_weights(value)
+        elif name == "index_weights":
+            self.index_weights, self._pool = self._checked_pool(value)
         else:
             raise ConfigError(f"unknown knob '{name}'{suggestion(str(name), KNOBS)}; knobs: {', '.join(KNOBS)}", key=str(name))
 
@@ -363,13 +375,41 @@ class SimulatedDataModule(SplitDataModule):
                         )
         return merged
 
+    def _checked_pool(self, value: Any) -> tuple[Optional[dict[int, float]], Optional[tuple[np.ndarray, np.ndarray]]]:
+        """The index weights and the (indices, cumulative probabilities) the sampler draws from."""
+        if value is None:
+            return None, None
+        if not isinstance(value, Mapping) or not value:
+            raise ConfigError(f"expected null or a non-empty {{index: weight}} mapping, got {value!r}", key="index_weights")
+        weights = {}
+        for index, weight in value.items():
+            if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+                raise ConfigError(f"expected sample indices >= 0, got {index!r}", key="index_weights")
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+                raise ConfigError(f"expected a weight >= 0, got {weight!r}", key=f"index_weights.{index}")
+            weights[index] = float(weight)
+        _check_weights({str(i): w for i, w in weights.items()}, "index_weights")
+        cached = self._cached.get("train")
+        missing = [i for i, w in weights.items() if w > 0 and cached is not None and i not in cached.items]
+        if missing:
+            raise ConfigError(f"the training cache holds no sample {missing[0]}; weigh only cached indices", key="index_weights")
+        indices = np.array(sorted(weights), dtype=np.int64)
+        cumulative = np.cumsum([weights[i] for i in indices])
+        return weights, (indices, cumulative / cumulative[-1])
+
     def probabilities(self, split: str) -> tuple[float, ...]:
         """The current family probabilities of `split`, in the order of its families."""
         weights = np.array(list(self.family_weights[split].values()), dtype=np.float64)
         return tuple((weights / weights.sum()).tolist())
 
-    def _sample_key(self, split: str, index: int) -> tuple[int, tuple[float, ...]]:
-        """The dataset key of an index the sampler draws: it with the family probabilities of now."""
+    def _sample_key(self, split: str, sampler: SampleSampler, index: int) -> tuple[int, tuple[float, ...]]:
+        """The dataset key of an index the sampler draws: it (or, for training with
+        ``index_weights``, the pool index drawn in its place from (seed, epoch, index))
+        with the family probabilities of now."""
+        if split == "train" and self._pool is not None:
+            indices, cumulative = self._pool
+            u = sample_rng(self.seed, split, index, f"pool-epoch{sampler.epoch}").random()
+            index = int(indices[min(int(np.searchsorted(cumulative, u, side="right")), len(indices) - 1)])
         return index, self.probabilities(split)
 
     @property
@@ -418,9 +458,10 @@ class SimulatedDataModule(SplitDataModule):
 
     # -- loaders ------------------------------------------------------------------
 
-    def _dataset(self, split: str) -> VelocityDataset:
+    def _dataset(self, split: str, probabilities: Optional[Sequence[float]] = None) -> VelocityDataset:
         families = [(label, family) for label, family, _ in self.split_families[split]]
-        return VelocityDataset(families, self.probabilities(split), self.seed, split, self.sizes[split])
+        probabilities = self.probabilities(split) if probabilities is None else probabilities
+        return VelocityDataset(families, probabilities, self.seed, split, self.sizes[split])
 
     def simulates_on_device(self) -> bool:
         """True when `on_after_batch_transfer` simulates (on the trainer's device)."""
@@ -429,11 +470,13 @@ class SimulatedDataModule(SplitDataModule):
         trainer = self.trainer
         return trainer is not None and trainer.strategy.root_device.type != "cpu"
 
-    def _loader(self, split: str, dataset: Dataset, operator: Optional[ForwardOperator]) -> DataLoader:
+    def _loader(self, split: str, dataset: Dataset, operator: Optional[ForwardOperator], knobs: bool = True) -> DataLoader:
+        """The loader of `split`; with `knobs`, its sampler draws with the sampling knobs of
+        the moment (`_sample_key`), else the plain indices (filling a cache)."""
         rank, world = self.ranks()
-        sampler = SampleSampler(
-            self.sizes[split], rank, world, fresh=self.fresh_train and split == "train", key=functools.partial(self._sample_key, split),
-        )
+        sampler = SampleSampler(self.sizes[split], rank, world, fresh=self.fresh_train and split == "train")
+        if knobs:
+            sampler.key = functools.partial(self._sample_key, split, sampler)
         workers = self.num_workers
         context = "fork" if workers and "fork" in multiprocessing.get_all_start_methods() else None
         return ResumableLoader(
@@ -457,8 +500,8 @@ class SimulatedDataModule(SplitDataModule):
     def _simulate_split(self, split: str) -> CachedDataset:
         """Simulate the clean gathers of this rank's samples of `split` once, on the device when there is one."""
         device = self.trainer.strategy.root_device if self.simulates_on_device() else None
-        dataset = self._dataset(split)
-        loader = self._loader(split, dataset, None if device is not None else self.operator)
+        dataset = self._dataset(split, self.configured_probabilities[split])
+        loader = self._loader(split, dataset, None if device is not None else self.operator, knobs=False)
         items: dict[int, dict[str, torch.Tensor]] = {}
         for batch in loader:
             if device is not None:

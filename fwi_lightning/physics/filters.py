@@ -14,14 +14,16 @@ import torch
 
 from fwi_lightning.errors import ConfigError
 
-#: Order of the Butterworth magnitude response of `bandpass`.
-BUTTERWORTH_ORDER = 4
+#: Order of the Butterworth magnitude response of `bandpass`: 8 gives -48 dB one octave
+#: beyond a corner (-6.02 dB per order) and stays within 0.12 dB of 1 up to 0.8 of it, so
+#: a frequency curriculum really removes what lies above its cut-off.
+BUTTERWORTH_ORDER = 8
 
 
-def bandpass_gain(freqs: torch.Tensor, low: Optional[float], high: Optional[float]) -> torch.Tensor:
-    """Zero-phase Butterworth gain at `freqs` Hz: high-pass at `low`, low-pass at `high` Hz."""
+def bandpass_gain(freqs: torch.Tensor, low: Optional[float], high: Optional[float], order: int = BUTTERWORTH_ORDER) -> torch.Tensor:
+    """Zero-phase Butterworth gain of `order` at `freqs` Hz: high-pass at `low`, low-pass at `high` Hz."""
     gain = torch.ones_like(freqs)
-    n2 = 2 * BUTTERWORTH_ORDER
+    n2 = 2 * order
     if high is not None:
         gain = gain / torch.sqrt(1.0 + (freqs / high) ** n2)
     if low is not None:
@@ -50,7 +52,8 @@ def check_band(band: Optional[Sequence[Optional[float]]], dt: float) -> Optional
     return None if low is None and high is None else (low, high)
 
 
-def bandpass(data: torch.Tensor, dt: float, low: Optional[float], high: Optional[float], dim: int = -2) -> torch.Tensor:
+def bandpass(data: torch.Tensor, dt: float, low: Optional[float], high: Optional[float], dim: int = -2,
+             order: int = BUTTERWORTH_ORDER) -> torch.Tensor:
     """Zero-phase band-pass of `data` along its time axis.
 
     The record is zero-padded to twice its length before the FFT, so the filter does
@@ -61,6 +64,7 @@ def bandpass(data: torch.Tensor, dt: float, low: Optional[float], high: Optional
         dt: sample interval in s.
         low: high-pass corner in Hz (None: none). high: low-pass corner in Hz (None: none).
         dim: the time axis of `data`.
+        order: Butterworth order of both corners.
 
     Returns:
         The filtered gathers, same shape, dtype and device as `data`.
@@ -70,7 +74,7 @@ def bandpass(data: torch.Tensor, dt: float, low: Optional[float], high: Optional
     freqs = torch.fft.rfftfreq(2 * n, d=dt, device=data.device, dtype=data.dtype)
     shape = [1] * data.ndim
     shape[dim] = freqs.numel()
-    spectrum = spectrum * bandpass_gain(freqs, low, high).reshape(shape)
+    spectrum = spectrum * bandpass_gain(freqs, low, high, order).reshape(shape)
     return torch.fft.irfft(spectrum, n=2 * n, dim=dim).narrow(dim, 0, n)
 
 
