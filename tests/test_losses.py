@@ -18,7 +18,7 @@ PROBLEM = Problem(Survey(nz=16, nx=16, spacing=10.0, nt=120, dt=0.002, n_shots=2
                   velocity_range=(1500.0, 4500.0), data_range=(-3.0, 3.0))
 LOSSES = registry.names("losses")
 #: Losses that need no labels.
-UNSUPERVISED = {"tv"}
+UNSUPERVISED = {"tv", "physics"}
 
 
 def layered(batch: int = 2) -> torch.Tensor:
@@ -40,7 +40,9 @@ def score(loss, prediction: torch.Tensor, batch: dict) -> torch.Tensor:
 def test_scalar_finite_with_finite_gradient(name):
     torch.manual_seed(0)
     prediction = (torch.rand(2, 1, 16, 16) * 3000.0 + 1500.0).requires_grad_()
-    value = score(build(name), prediction, {"velocity": layered()})
+    with torch.no_grad():
+        observed = PROBLEM.forward_operator()(layered())  # what the physics loss compares with
+    value = score(build(name), prediction, {"velocity": layered(), "data": observed})
     assert value.dim() == 0 and torch.isfinite(value) and value > 0
     value.backward()
     assert torch.isfinite(prediction.grad).all() and prediction.grad.abs().sum() > 0

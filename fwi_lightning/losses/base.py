@@ -35,12 +35,16 @@ class Loss(nn.Module):
 
     Attributes:
         reads: the names of the paradigm outputs this loss reads.
+        reads_labels: whether it reads the batch's true ``velocity``; a loss that never
+            does (a regulariser, a data misfit) sets False, and only such losses train
+            paradigms that must not see labels (``unsupervised``).
 
     Args:
         problem: gives the velocity range used to normalise.
     """
 
     reads: tuple[str, ...] = VELOCITY_ONLY
+    reads_labels: bool = True
 
     def __init__(self, problem: Problem):
         super().__init__()

@@ -22,6 +22,8 @@ class TotalVariation(VelocityLoss):
         eps: smoothing inside the square root of the isotropic form.
     """
 
+    reads_labels = False
+
     def __init__(self, problem: Problem, isotropic: bool = False, eps: float = 1e-8):
         super().__init__(problem)
         self.isotropic = isotropic

@@ -125,34 +125,85 @@ class ForwardOperator(nn.Module):
 
     # -- operator -------------------------------------------------------------------
 
-    def simulate(self, velocity: torch.Tensor) -> torch.Tensor:
+    def simulate(self, velocity: torch.Tensor, shots: Optional[Sequence[int]] = None,
+                 simulator: Optional[Simulator] = None) -> torch.Tensor:
         """Clean gathers: the simulation alone.
 
         Args:
             velocity: [B, 1, NZ, NX] in m/s, any device.
+            shots: indices of the shots to propagate (a random subset of a physics
+                loss); None: every shot.
+            simulator: simulate with this `Simulator` instead of the operator's own: a
+                cost-controlled variant from `simulator_variant`; None: the operator's.
 
         Returns:
-            [B, S, T, R] raw amplitudes on the velocity's device, differentiable.
+            [B, S', T, R] raw amplitudes (S' = len(shots) or S) on the velocity's
+            device, differentiable.
         """
-        return self.simulator(velocity[:, 0])
+        return (simulator or self.simulator)(velocity[:, 0], shots)
 
-    def process(self, clean: torch.Tensor, noise_seeds: Optional[Sequence[int]] = None) -> torch.Tensor:
+    def simulator_variant(self, *, courant_number: Optional[float] = None, step_buckets: Optional[bool] = None,
+                          **options: Any) -> Simulator:
+        """A `Simulator` of the same survey and velocity range with other numerics or gradient settings.
+
+        The cost controls of physics losses (`fwi_lightning.losses.physics`) come from
+        here, so their numerics are the data's except for what they override; pass the
+        result to `simulate` / `forward` as ``simulator=`` to keep this operator's
+        processing (and its runtime knobs).
+
+        Args:
+            courant_number: another target Courant number; None: the survey's.
+            step_buckets: override the step-bucket choice (False: one fixed
+                discretisation at the top of the range); None: this operator's.
+            **options: `Simulator` keyword arguments to change
+                (``model_gradient_sampling_interval``, ``storage_mode``,
+                ``storage_compression``, ``checkpoint_segments``, ``cpu_threads``);
+                the others keep this operator's values.
+
+        Raises:
+            ConfigError: an invalid Courant number (key ``survey.courant_number``) or
+                simulator option.
+        """
+        own = self.simulator
+        buckets = own.step_buckets if step_buckets is None else bool(step_buckets)
+        survey = self.survey
+        if courant_number is not None:
+            survey = replace(survey, courant_number=courant_number)
+        if buckets and own.velocity_range is not None:  # the pinned max_vel would switch buckets off
+            survey = replace(survey, max_vel=None)
+        settings = {
+            "model_gradient_sampling_interval": own.model_gradient_sampling_interval,
+            "storage_mode": own.storage_mode,
+            "storage_compression": own.storage_compression,
+            "checkpoint_segments": own.checkpoint_segments,
+            "cpu_threads": own.cpu_threads,
+        }
+        unknown = [name for name in options if name not in settings]
+        if unknown:
+            raise ConfigError(f"unknown simulator option '{unknown[0]}'; options: {', '.join(settings)}", key=unknown[0])
+        return Simulator(survey, own.velocity_range, step_buckets=buckets, **{**settings, **options})
+
+    def process(self, clean: torch.Tensor, noise_seeds: Optional[Sequence[int]] = None,
+                shots: Optional[Sequence[int]] = None) -> torch.Tensor:
         """Band-pass, aperture masks, then (with seeds and an SNR) noise, which is masked too.
 
         The noise power is ``mean(d**2) / 10**(snr_db / 10)`` over the whole masked record
-        (see `filters.add_noise`).
+        (see `filters.add_noise`); with `shots`, over those shots' record.
 
         Args:
-            clean: gathers [B, S, T, R], raw amplitudes.
+            clean: gathers [B, S, T, R], raw amplitudes; with `shots`, [B, len(shots), T, R].
             noise_seeds: one integer seed per sample, [B]; None: no noise.
+            shots: the shot indices `clean` holds (`simulate`'s `shots`); None: every shot.
 
         Returns:
-            Processed gathers [B, S, T, R], same dtype and device, differentiable.
+            Processed gathers of `clean`'s shape, same dtype and device, differentiable.
         """
         data = clean
         if self.bandpass is not None:
             data = filters.bandpass(data, self.survey.dt, *self.bandpass)
         mask = self.mask(data.device, data.dtype)
+        if mask is not None and shots is not None:
+            mask = mask[:, list(shots)]
         if mask is not None:
             data = data * mask
         if noise_seeds is not None and self.snr_db is not None:
@@ -182,14 +233,18 @@ class ForwardOperator(nn.Module):
             mask = mask * recorded.to(device=device, dtype=dtype).reshape(1, 1, -1, 1)
         return mask
 
-    def forward(self, velocity: torch.Tensor, noise_seeds: Optional[Sequence[int]] = None) -> torch.Tensor:
+    def forward(self, velocity: torch.Tensor, noise_seeds: Optional[Sequence[int]] = None,
+                shots: Optional[Sequence[int]] = None, simulator: Optional[Simulator] = None) -> torch.Tensor:
         """`simulate` then `process`: velocity [B, 1, NZ, NX] m/s -> gathers [B, S, T, R].
 
         Args:
             velocity: [B, 1, NZ, NX] in m/s, any device.
             noise_seeds: one integer seed per sample, [B]; None: no noise.
+            shots: propagate and process only these shot indices; None: every shot.
+            simulator: a `simulator_variant` to simulate with; None: the operator's own.
 
         Returns:
-            [B, S, T, R] raw amplitudes, differentiable with respect to `velocity`.
+            [B, S', T, R] raw amplitudes (S' = len(shots) or S), differentiable with
+            respect to `velocity`.
         """
-        return self.process(self.simulate(velocity), noise_seeds)
+        return self.process(self.simulate(velocity, shots, simulator), noise_seeds, shots)

@@ -194,7 +194,7 @@ class Simulator(nn.Module):
             tops.append(min(v_max, steps * one_step * (1 - BUCKET_MARGIN)))
         return tops
 
-    def forward(self, velocity: torch.Tensor) -> torch.Tensor:
+    def forward(self, velocity: torch.Tensor, shots: Optional[Sequence[int]] = None) -> torch.Tensor:
         """Simulate the survey over a batch of velocity models.
 
         Args:
@@ -202,10 +202,17 @@ class Simulator(nn.Module):
                 precision (a network's output under mixed precision) is simulated in
                 float32: deepwave has no half-precision kernels, and autocast does not
                 reach into it.
+            shots: indices (0..S-1) of the shots to propagate, in the order wanted
+                (a physics loss's random subset); None: every shot. A shot's gathers
+                do not depend on which other shots are propagated with it.
 
         Returns:
-            Receiver data [B, S, T, R] (shot, time, receiver), raw amplitudes, on the
-            velocity's device, float32 or float64, differentiable with respect to `velocity`.
+            Receiver data [B, S', T, R] (shot, time, receiver), S' = len(shots) or S,
+            raw amplitudes, on the velocity's device, float32 or float64,
+            differentiable with respect to `velocity`.
+
+        Raises:
+            DataError: a shot index outside 0..S-1 (see also `check_velocity`).
         """
         velocity = full_precision(velocity)
         self.check_velocity(velocity)
@@ -213,16 +220,34 @@ class Simulator(nn.Module):
         groups: dict[Optional[float], list[int]] = {}
         for b, top in enumerate(tops):
             groups.setdefault(top, []).append(b)
+        shots = self.check_shots(shots)
         if len(groups) == 1:
-            return self._propagate(velocity, tops[0])
+            return self._propagate(velocity, tops[0], shots)
         order = [b for members in groups.values() for b in members]
-        parts = [self._propagate(velocity[members], top) for top, members in groups.items()]
+        parts = [self._propagate(velocity[members], top, shots) for top, members in groups.items()]
         inverse = torch.argsort(torch.tensor(order, device=velocity.device))
         return torch.cat(parts)[inverse]
 
-    def _propagate(self, velocity: torch.Tensor, max_vel: Optional[float]) -> torch.Tensor:
-        """One deepwave call for [B, NZ, NX] m/s models with one max_vel -> [B, S, T, R]."""
-        batch, shots = velocity.shape[0], self.survey.n_shots
+    def check_shots(self, shots: Optional[Sequence[int]]) -> Optional[list[int]]:
+        """`shots` as a list of valid shot indices (None stays None: every shot).
+
+        Raises:
+            DataError: an empty list or an index outside 0..S-1.
+        """
+        if shots is None:
+            return None
+        chosen, count = [int(s) for s in shots], self.survey.n_shots
+        if not chosen or any(not 0 <= s < count for s in chosen):
+            raise DataError(f"expected shot indices in 0..{count - 1}, got {chosen}")
+        return chosen
+
+    def _propagate(self, velocity: torch.Tensor, max_vel: Optional[float], chosen: Optional[list[int]] = None) -> torch.Tensor:
+        """One deepwave call for [B, NZ, NX] m/s models with one max_vel -> [B, S', T, R]
+        (the shots `chosen`, None: all)."""
+        sources, receivers = self.source_locations, self.receiver_locations
+        if chosen is not None:
+            sources, receivers = sources[chosen], receivers[chosen]
+        batch, shots = velocity.shape[0], len(sources)
         device = velocity.device
         models = velocity.repeat_interleave(shots, dim=0)  # [B*S, NZ, NX]
         amplitudes = self.wavelet.to(device=device, dtype=velocity.dtype).expand(batch * shots, 1, -1)
@@ -235,8 +260,8 @@ class Simulator(nn.Module):
                 self.survey.spacing,
                 self.survey.dt,
                 source_amplitudes=amplitudes,
-                source_locations=self.source_locations.to(device).repeat(batch, 1, 1),
-                receiver_locations=self.receiver_locations.to(device).repeat(batch, 1, 1),
+                source_locations=sources.to(device).repeat(batch, 1, 1),
+                receiver_locations=receivers.to(device).repeat(batch, 1, 1),
                 **options,
             )
         data = out.receiver_amplitudes  # [B*S, R, T]
