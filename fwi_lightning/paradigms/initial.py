@@ -35,10 +35,13 @@ DEFAULT_INITIAL = {"name": "smoothed_truth", "sigma_m": 200.0}
 def check_initial(spec: Mapping[str, Any] | None, *, key: str = "initial") -> dict[str, Any]:
     """The initial-model section with its kind and parameters checked (before any data exists).
 
+    Null entries are dropped, so an experiment can replace a base file's kind and clear
+    its parameters (``{name: run, sigma_m: null, path: ...}``).
+
     Raises:
         ConfigError: an unknown kind or parameter, or a missing one.
     """
-    values = dict(DEFAULT_INITIAL if spec is None else spec)
+    values = {k: v for k, v in dict(DEFAULT_INITIAL if spec is None else spec).items() if v is not None}
     kind = values.pop("name", None)
     if kind not in KINDS:
         raise ConfigError(f"unknown initial model {kind!r}; choose one of {', '.join(KINDS)}", key=f"{key}.name")

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
-from fwi_lightning import plotting
+from fwi_lightning import plotting, registry
 from fwi_lightning.errors import ConfigError
 from fwi_lightning.metrics.velocity import largest_window, structural_similarity
 from fwi_lightning.paradigms.base import ParadigmBase
@@ -79,7 +79,8 @@ class SurveyFit(ParadigmBase):
         if stage != "fit" or bool(self.initialised):
             return
         datamodule = self.trainer.datamodule if self._trainer is not None else None
-        with torch.no_grad():
+        # setup runs after the runner's build, which locates build errors: name the paradigm's section here
+        with registry.located("model"), torch.no_grad():
             start = initial_velocity(self.hparams["initial"], self.problem, datamodule, key="initial")
         self.start_from(start.to(self.device))
         self.initialised.fill_(True)
