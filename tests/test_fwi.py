@@ -145,7 +145,6 @@ def test_initial_models(two_layers, tmp_path):
 # fitting
 
 
-@pytest.mark.slow
 def test_fwi_lowers_the_model_error_of_a_smoothed_start_and_writes_the_final_model(two_layers, tmp_path):
     data = {**two_layers, "steps_per_epoch": 80}
     experiment = fwi_experiment(tmp_path, data, optimizer={"name": "adam", "lr": 25.0},
