@@ -36,6 +36,11 @@ class DeepPrior(SurveyFit):
     physics fit. The network's shape reparameterises the model: its convolutions favour
     smooth, coherent structures (the deep image prior).
 
+    Batch normalisation stays in evaluation mode (its running statistics fixed at
+    their initial zero mean and unit variance: a learned affine map). With one fixed
+    input, batch statistics are that input's own (undefined on a 1 x 1 map) and would
+    make the trained model differ from the evaluated one.
+
     Args:
         problem: survey and scaling (injected).
         network: the generator, default ``{name: generator}``; any registered network works.
@@ -74,11 +79,23 @@ class DeepPrior(SurveyFit):
         if not isinstance(self.network, VelocityNetwork):
             raise ConfigError(f"the deep prior decodes a fixed input with a VelocityNetwork's decode; "
                               f"{type(self.network).__name__} is not one", key="network.name")
+        self._freeze_batch_norm()
         with torch.no_grad():
             shapes = self._features(torch.zeros(1, *self.problem.data_shape))
         self.latent_count = len(shapes)
         for k, features in enumerate(shapes):
             self.register_buffer(f"latent_{k}", torch.randn_like(features))
+
+    def train(self, mode: bool = True) -> "DeepPrior":
+        """Set training mode, keeping every batch-norm layer in evaluation mode (class docstring)."""
+        super().train(mode)
+        self._freeze_batch_norm()
+        return self
+
+    def _freeze_batch_norm(self) -> None:
+        for module in self.network.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
 
     def _features(self, normalised_data: torch.Tensor) -> list[torch.Tensor]:
         features = self.network.encode(normalised_data)

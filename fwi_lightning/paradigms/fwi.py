@@ -44,7 +44,7 @@ class FWI(SurveyFit):
         scheduler: ``{name, interval, monitor, **kwargs}`` or null.
         initial: the initial model (`fwi_lightning.paradigms.initial`), default
             ``{name: smoothed_truth, sigma_m: 200}``.
-        figure_every_n_steps: write a model figure every N iterations (0: only none).
+        figure_every_n_steps: write a model figure every N iterations (0: none).
 
     Raises:
         ConfigError: a bad initial-model section or figure interval; L-BFGS with a
