@@ -12,23 +12,28 @@ from fwi_lightning.paradigms.survey_fit import SurveyFit
 from fwi_lightning.problem import Problem
 from fwi_lightning.specs import LossesSpec
 
-#: The optimiser when the YAML names none: Adam, steps of about 10 m/s per iteration.
-DEFAULT_FWI_OPTIMIZER = {"name": "adam", "lr": 10.0}
+#: The optimiser when the YAML names none: Adam, steps of 1 % of half the velocity range.
+DEFAULT_FWI_OPTIMIZER = {"name": "adam", "lr": 0.01}
 
 
 class FWI(SurveyFit):
     """Classical FWI: the velocity grid [1, 1, NZ, NX] in m/s, fit to one survey by the physics loss.
 
-    Bounds: the grid is a plain parameter in m/s, projected onto the velocity range
-    after every optimiser step (projected gradient descent, the usual box constraint
-    of FWI) and clamped in `current_velocity`, so even an L-BFGS line-search trial
-    point never reaches the simulator outside the range (whose top pins the time step).
-    A bounded reparameterisation (sigmoid) was not used: it rescales the gradient by
-    its slope, which vanishes near the bounds, and makes the learning rate no longer a
-    step in m/s.
+    Parameter: the grid on the [-1, 1] scale of the velocity range (``problem.normalise_velocity``,
+    a linear map of m/s). In m/s the data misfit's gradient is ~1e-5 per cell, so L-BFGS's
+    first step (the gradient itself) moves the model by micrometres per second, its line
+    search accepts that, and its change tolerance stops it; on the [-1, 1] scale the
+    gradient is (v_max - v_min) / 2 times larger and L-BFGS's first step is tens of m/s.
+    Adam's ``lr`` is then a fraction of half the range: 0.02 is 30 m/s over 1500-4500 m/s.
 
-    Optimisers: any torch.optim class by name; ``{name: adam, lr: 10.0}`` (m/s per step)
-    by default, ``{name: lbfgs, lr: 1.0, max_iter: 5, line_search_fn: strong_wolfe}``
+    Bounds: the grid is projected onto [-1, 1] after every optimiser step (projected
+    gradient descent, the usual box constraint of FWI) and clamped in
+    `current_velocity`, so even an L-BFGS line-search trial point never reaches the
+    simulator outside the range (whose top pins the time step). A bounded
+    reparameterisation (sigmoid) was not used: its slope vanishes near the bounds,
+    rescaling the gradient cell by cell.
+
+    Optimisers: any torch.optim class by name; ``{name: adam, lr: 0.01}`` by default, ``{name: lbfgs, lr: 1.0, max_iter: 5, line_search_fn: strong_wolfe}``
     for L-BFGS (Lightning passes the closure). Gradient clipping is the trainer's
     ``gradient_clip_val``; do not combine it with L-BFGS (a clipped gradient breaks the
     line search's curvature condition). L-BFGS needs the same objective at every
@@ -40,7 +45,7 @@ class FWI(SurveyFit):
     Args:
         problem: survey and scaling (injected).
         losses: weighted losses, default ``{physics: 1.0}``; add ``tv`` to regularise.
-        optimizer: ``{name, **kwargs}`` of a torch.optim class (default Adam, lr 10 m/s).
+        optimizer: ``{name, **kwargs}`` of a torch.optim class (default Adam, lr 0.01 of half the range).
         scheduler: ``{name, interval, monitor, **kwargs}`` or null.
         initial: the initial model (`fwi_lightning.paradigms.initial`), default
             ``{name: smoothed_truth, sigma_m: 200}``.
@@ -57,10 +62,9 @@ class FWI(SurveyFit):
                          initial=initial, figure_every_n_steps=figure_every_n_steps)
 
     def configure_models(self) -> None:
-        """The velocity grid, at the middle of the range until `setup` sets the initial model."""
+        """The grid on the [-1, 1] scale, at the middle of the range until `setup` sets the initial model."""
         super().configure_models()
-        lo, hi = self.problem.velocity_range
-        self.velocity = nn.Parameter(torch.full((1, 1, *self.problem.velocity_shape), 0.5 * (lo + hi)))
+        self.grid = nn.Parameter(torch.zeros(1, 1, *self.problem.velocity_shape))
 
     def configure_losses(self) -> None:
         """The weighted loss; L-BFGS with a physics loss that draws shot subsets is refused."""
@@ -78,15 +82,14 @@ class FWI(SurveyFit):
                 )
 
     def current_velocity(self) -> torch.Tensor:
-        lo, hi = self.problem.velocity_range
-        return self.velocity.clamp(lo, hi)
+        return self.problem.denormalise_velocity(self.grid.clamp(-1.0, 1.0))
 
     def start_from(self, velocity: torch.Tensor) -> None:
         with torch.no_grad():
-            self.velocity.copy_(velocity)
+            self.grid.copy_(self.problem.normalise_velocity(velocity))
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Project the grid onto the velocity range after the step, then the figures."""
         with torch.no_grad():
-            self.velocity.clamp_(*self.problem.velocity_range)
+            self.grid.clamp_(-1.0, 1.0)
         super().on_train_batch_end(outputs, batch, batch_idx)
