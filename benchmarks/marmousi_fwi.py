@@ -116,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": seconds, "run_dir": str(built.run_dir),
         }
         panels.append((label, start, final, true))
-        print(f"{label:28s} initial MAE {before[0]:7.1f} m/s SSIM {before[1]:.3f} misfit {before[2]:.4f} | "
-              f"final MAE {after[0]:7.1f} m/s SSIM {after[1]:.3f} misfit {after[2]:.4f} | "
+        print(f"{label:28s} initial MAE {before[0]:7.1f} m/s SSIM {before[1]:.3f} misfit {before[2]:.2e} | "
+              f"final MAE {after[0]:7.1f} m/s SSIM {after[1]:.3f} misfit {after[2]:.2e} | "
               f"MAE -{100 * results[label]['mae_reduction']:.0f} % | {seconds:.0f} s", flush=True)
 
     true = panels[0][3]

@@ -74,6 +74,10 @@ class SingleSurveyDataModule(LightningDataModule):
     re-simulation. The noise has one fixed seed (from `seed`), so it is the same noise
     every step.
 
+    Loaders are plain `DataLoader`s over `RepeatedSample`: every batch is the same, so a
+    run resumed mid-epoch sees exactly what it would have (no `ResumableLoader` needed)
+    and nothing is drawn from any RNG.
+
     Args:
         seed: the experiment seed (injected).
         survey: acquisition geometry (``data.survey``).
