@@ -60,6 +60,10 @@ TINY_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "unet": {"channels": [4, 8]},
         "lstm": {"hidden": 8, "layers": 1, "steps": 16, "channels": [8, 4]},
         "transformer": {"tokens": [4, 4], "dim": 8, "depth": 1, "heads": 2, "channels": [8, 4]},
+        "generator": {"latent": 2, "latent_size": [2, 2], "channels": [4, 4]},
+    },
+    "datamodules": {
+        "single_survey": {"survey": dict(TINY_SURVEY), "model": {"name": "flatvel"}, "velocity_range": list(TINY_VELOCITY_RANGE)},
     },
     "callbacks": {
         "early_stopping": {"monitor": "val/loss"},
@@ -71,6 +75,11 @@ TINY_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "difficulty_curriculum": {"schedule": {"kind": "linear", "start": 0.2, "end": 0.8, "length": 2, "by": "step"}},
         "task_curriculum": {"schedule": {"kind": "step", "stages": [[0, {"l1": 1.0}]]}},
     },
+}
+
+#: The data section of the check runs of paradigms that fit one survey (default: `tiny_data_config`).
+TINY_PARADIGM_DATA: dict[str, dict[str, Any]] = {
+    name: {"name": "single_survey", **TINY_SETTINGS["datamodules"]["single_survey"]} for name in ("fwi", "deep_prior")
 }
 
 #: The network every check run uses where the component under test is not a network.
@@ -478,7 +487,7 @@ def check_paradigm(paradigm: Any, *, data: Optional[Mapping[str, Any]] = None,
 
     Args:
         paradigm: registered name, ``module:Attr`` or the class.
-        data: the ``data`` section; default `tiny_data_config`.
+        data: the ``data`` section; default the paradigm's `TINY_PARADIGM_DATA`, else `tiny_data_config`.
         callbacks: the ``callbacks`` section of the run.
         **params: the paradigm's YAML parameters (``network``, ``losses``, ...).
     """
@@ -490,6 +499,7 @@ def check_paradigm(paradigm: Any, *, data: Optional[Mapping[str, Any]] = None,
 
     name = _named("paradigms", paradigm)
     label = f"paradigm '{name}'"
+    data = data if data is not None else copy.deepcopy(TINY_PARADIGM_DATA.get(name))
     with tempfile.TemporaryDirectory(prefix="fwi-contract-") as tmp:
         experiment = tiny_experiment(_with_network({"name": name, **params}), data=data, callbacks=callbacks, run_dir=tmp)
         run = Run.build(validate(load_config(None, values=experiment)))
@@ -660,7 +670,7 @@ def _describe(value: Any) -> str:
 
 
 __all__ = [
-    "TINY_SURVEY", "TINY_VELOCITY_RANGE", "TINY_TRAINER", "TINY_SETTINGS", "TINY_NETWORK", "RANGE_TOLERANCE",
+    "TINY_SURVEY", "TINY_VELOCITY_RANGE", "TINY_TRAINER", "TINY_SETTINGS", "TINY_PARADIGM_DATA", "TINY_NETWORK", "RANGE_TOLERANCE",
     "tiny_settings", "tiny_survey", "tiny_data_config", "tiny_datamodule", "tiny_problem", "tiny_batch",
     "tiny_experiment", "CheckRun", "run_experiment", "component_name", "nested_components", "single_threaded",
     "check_network", "check_loss", "check_velocity_family", "check_datamodule", "check_callback", "check_paradigm",
