@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from fwi_lightning import registry, testing
+from fwi_lightning.errors import ConfigError
 
 BUILTIN = "fwi-lightning"
 REPO = Path(__file__).resolve().parents[1]
@@ -152,6 +153,14 @@ def test_mixing_matrix(paradigm, param, name, settings):
         testing.check_paradigm(paradigm, losses={"tv": 1.0}, callbacks={name: {"schedule": schedule}})
         return
     if param == "callbacks":
+        callback = registry.build_mapping("callbacks", {name: settings("callbacks", name)}, key="callbacks")[name][0]
+        knob = getattr(callback, "knob", None)
+        data = testing.TINY_PARADIGM_DATA.get(paradigm)
+        if knob and data is not None and knob not in testing.tiny_datamodule(data).knobs():
+            # e.g. a one-model survey has no family or sample mix to weight: refused in one line, naming the knob
+            with pytest.raises(ConfigError, match=f"has no knob '{knob}'; its knobs: "):
+                testing.check_paradigm(paradigm, callbacks={name: settings("callbacks", name)})
+            return
         testing.check_paradigm(paradigm, callbacks={name: settings("callbacks", name)})
         return
     group = testing.nested_components("paradigms", paradigm)[param].group
@@ -246,7 +255,6 @@ def test_checks_catch_broken_components(broken, check, component, message):
 
 
 def test_check_rejects_an_unknown_parameter_as_yaml_would():
-    from fwi_lightning.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown parameter 'widht'.*did you mean 'width'"):
         testing.check_network("tiny", widht=4)
