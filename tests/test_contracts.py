@@ -255,6 +255,5 @@ def test_checks_catch_broken_components(broken, check, component, message):
 
 
 def test_check_rejects_an_unknown_parameter_as_yaml_would():
-
     with pytest.raises(ConfigError, match="unknown parameter 'widht'.*did you mean 'width'"):
         testing.check_network("tiny", widht=4)
