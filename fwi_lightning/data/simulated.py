@@ -44,11 +44,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from fwi_lightning import registry
-from fwi_lightning.data.base import SplitDataModule
+from fwi_lightning.data.base import OperatorDataModule
 from fwi_lightning.data.families.base import SPLITS, VelocityFamily, sample_rng, sample_seed
 from fwi_lightning.data.normalisation import log_amplitude_range
 from fwi_lightning.data.sampling import ResumableLoader, SampleSampler
-from fwi_lightning.errors import ConfigError, DataError, suggestion
+from fwi_lightning.errors import ConfigError, DataError
 from fwi_lightning.physics.operator import PROCESSING, ForwardOperator
 from fwi_lightning.physics.simulator import Simulator
 from fwi_lightning.physics.survey import Survey
@@ -181,7 +181,7 @@ def init_worker(worker_id: int) -> None:
     libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024)
 
 
-class SimulatedDataModule(SplitDataModule):
+class SimulatedDataModule(OperatorDataModule):
     """Velocity families simulated on the fly with deepwave: unlimited, deterministic, no disk.
 
     Batches: ``data`` [B, S, T, R] raw amplitudes, ``velocity`` [B, 1, NZ, NX] m/s,
@@ -323,7 +323,7 @@ class SimulatedDataModule(SplitDataModule):
         ``family_weights`` is ``{split: {label: weight}}``; the others are the
         `ForwardOperator` settings of the same name.
         """
-        values = {name: value for name, value in self.operator.settings().items() if name in PROCESSING}
+        values = super().knobs()
         values["family_weights"] = {split: dict(weights) for split, weights in self.family_weights.items()}
         values["index_weights"] = None if self.index_weights is None else dict(self.index_weights)
         return values
@@ -339,14 +339,12 @@ class SimulatedDataModule(SplitDataModule):
         Raises:
             ConfigError: an unknown knob (naming the knobs there are) or an invalid value.
         """
-        if name in PROCESSING:
-            self.operator.configure(**{name: value})
-        elif name == "family_weights":
+        if name == "family_weights":
             self.family_weights = self._merged_weights(value)
         elif name == "index_weights":
             self.index_weights, self._pool = self._checked_pool(value)
         else:
-            raise ConfigError(f"unknown knob '{name}'{suggestion(str(name), KNOBS)}; knobs: {', '.join(KNOBS)}", key=str(name))
+            super().set_knob(name, value)
 
     def _merged_weights(self, value: Any) -> dict[str, dict[str, float]]:
         if not isinstance(value, Mapping):
@@ -524,19 +522,6 @@ class SimulatedDataModule(SplitDataModule):
             clean = out["data"] if "data" in out else self.operator.simulate(out["velocity"])
             out["data"] = self.operator.process(clean, seeds.tolist())
         return out
-
-    # -- checkpoint ---------------------------------------------------------------
-
-    def state_dict(self) -> dict[str, Any]:
-        """The data range, so a resumed run normalises exactly as it did, and the knob values."""
-        return {"data_range": list(self.problem.data_range), "knobs": self.knobs()}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the data range and knob values saved by `state_dict`."""
-        if "data_range" in state_dict:
-            self._data_range = tuple(float(v) for v in state_dict["data_range"])
-        for name, value in (state_dict.get("knobs") or {}).items():
-            self.set_knob(name, value)
 
 
 def _check_weights(weights: Mapping[str, float], key: str) -> None:

@@ -23,16 +23,16 @@ from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from fwi_lightning import registry
+from fwi_lightning.data.base import OperatorDataModule
 from fwi_lightning.data.families.base import SPLITS, sample_seed
 from fwi_lightning.data.families.model_file import ModelFile
 from fwi_lightning.data.normalisation import log_amplitude_range
 from fwi_lightning.data.npyfiles import open_npy
-from fwi_lightning.errors import ConfigError, DataError, suggestion
-from fwi_lightning.physics.operator import PROCESSING, ForwardOperator
+from fwi_lightning.errors import ConfigError, DataError
+from fwi_lightning.physics.operator import ForwardOperator
 from fwi_lightning.physics.simulator import Simulator
 from fwi_lightning.physics.survey import Survey
 from fwi_lightning.problem import Problem
@@ -55,7 +55,7 @@ class RepeatedSample(Dataset):
         return self.item
 
 
-class SingleSurveyDataModule(LightningDataModule):
+class SingleSurveyDataModule(OperatorDataModule):
     """One velocity model (or none) and its observed gathers, served as the same batch every step.
 
     The true model is a sample of any registered velocity family (``model``), drawn at
@@ -203,20 +203,6 @@ class SingleSurveyDataModule(LightningDataModule):
 
     # -- knobs ----------------------------------------------------------------------
 
-    def knobs(self) -> dict[str, Any]:
-        """Current value of every runtime knob (the operator's processing settings), by name."""
-        return {name: value for name, value in self.operator.settings().items() if name in PROCESSING}
-
-    def set_knob(self, name: str, value: Any) -> None:
-        """Set a processing knob; it acts from the next batch, on observed and re-simulated data alike.
-
-        Raises:
-            ConfigError: an unknown knob (naming the knobs there are) or an invalid value.
-        """
-        if name not in PROCESSING:
-            raise ConfigError(f"unknown knob '{name}'{suggestion(str(name), PROCESSING)}; knobs: {', '.join(PROCESSING)}", key=str(name))
-        self.operator.configure(**{name: value})
-
     # -- problem and loaders --------------------------------------------------------
 
     @property
@@ -249,18 +235,6 @@ class SingleSurveyDataModule(LightningDataModule):
         length = self.steps_per_epoch if split == "train" else 1
         return DataLoader(RepeatedSample(self.item(), length), batch_size=1, shuffle=False, num_workers=0)
 
-    def train_dataloader(self) -> DataLoader:
-        return self.dataloader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self.dataloader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self.dataloader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.dataloader("test")
-
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
         """Apply the operator's processing with the current knobs (band-pass, aperture, the fixed noise)."""
         if "noise_seed" not in batch:
@@ -275,17 +249,4 @@ class SingleSurveyDataModule(LightningDataModule):
         """The batch a step receives now (knobs as they are), for use outside a trainer."""
         loader = self.dataloader("val")
         return self.on_after_batch_transfer(next(iter(loader)), 0)
-
-    # -- checkpoint -----------------------------------------------------------------
-
-    def state_dict(self) -> dict[str, Any]:
-        """The data range and the knob values, so a resumed run processes and normalises as before."""
-        return {"data_range": list(self.problem.data_range), "knobs": self.knobs()}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what `state_dict` saved."""
-        if "data_range" in state_dict:
-            self._data_range = tuple(float(v) for v in state_dict["data_range"])
-        for name, value in (state_dict.get("knobs") or {}).items():
-            self.set_knob(name, value)
 
