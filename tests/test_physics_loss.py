@@ -21,14 +21,6 @@ from fwi_lightning.problem import Problem
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     """(problem, training batch) of the tiny preset: noise-free simulated data."""

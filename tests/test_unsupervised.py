@@ -16,14 +16,6 @@ from fwi_lightning.paradigms.unsupervised import Unsupervised
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_default_losses_are_the_physics_loss_alone():
     model = Unsupervised(testing.tiny_problem(), network=dict(testing.TINY_NETWORK))
     assert list(model.criterion.terms) == ["physics"] and model.criterion.weights == {"physics": 1.0}
