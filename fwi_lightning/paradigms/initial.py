@@ -107,18 +107,21 @@ def _read_model(path: Path, shape: tuple[int, int], key: str) -> np.ndarray:
 
 
 def run_checkpoint(path: Path, key: str) -> tuple[Path, str | None]:
-    """(checkpoint file, paradigm name from the run's config.yaml or None) of a run folder or ``.ckpt`` file."""
-    folder = path if path.is_dir() else path.parent.parent
-    if path.is_dir():
-        found = sorted((path / "checkpoints").glob("best*.ckpt")) or sorted((path / "checkpoints").glob("last.ckpt"))
-        if not found:
-            raise DataError("no checkpoint in the run folder's checkpoints/; give a trained run", key=f"{key}.path", file=str(path))
-        path = found[-1]
-    elif not path.is_file():
-        raise DataError("no such run folder or checkpoint", key=f"{key}.path", file=str(path))
-    config = folder / "config.yaml"
+    """(checkpoint file, paradigm name from the run's config.yaml or None) of a run folder or ``.ckpt`` file.
+
+    The checkpoint is the one `fwi-run test` evaluates (`fwi_lightning.evaluate.find_checkpoint`:
+    the run's recorded best, else its newest best, else ``last.ckpt``).
+    """
+    from fwi_lightning.errors import ConfigError
+    from fwi_lightning.evaluate import find_checkpoint, run_config_file
+
+    try:
+        path = find_checkpoint(path)
+    except ConfigError as exc:
+        raise DataError(exc.message, key=f"{key}.path", file=exc.file) from None
+    config = run_config_file(path)
     name = None
-    if config.is_file():
+    if config is not None:
         from omegaconf import OmegaConf
 
         name = (OmegaConf.to_container(OmegaConf.load(config)).get("model") or {}).get("name")
