@@ -8,6 +8,9 @@
     fwi-run list [GROUP] [--verbose]      registered components (imports nothing without --verbose;
                                           with it, each one's description and parameters)
     fwi-run list NAME                     one component's parameters: type, default, description
+    fwi-run predict RUN_DIR|CKPT INPUT [options]   velocity for SEG-Y / npy / npz gathers: npy, SEG-Y, PNG
+    fwi-run compare RUN_DIR... [--out DIR]   differing config values and metrics (Markdown, CSV), prediction grid
+    fwi-run export FILE.yaml OUT_DIR [key=value ...] [--samples N]   an OpenFWI-layout dataset, resumable
 
 Every user mistake ends with one line on stderr and exit status 2. This module imports
 neither torch nor Lightning at module level, so `--help` and `list` answer at once.
@@ -70,6 +73,55 @@ def _list_parser() -> argparse.ArgumentParser:
                         help="one group (paradigms, networks, velocity, datamodules, losses, callbacks) or one component name")
     parser.add_argument("--verbose", "-v", action="store_true", help="load each component: add its description and any load error")
     return parser
+
+
+def _predict_parser() -> argparse.ArgumentParser:
+    from fwi_lightning.io.segy import DEFAULT_GROUP_BY
+    from fwi_lightning.predict import FORMATS
+
+    parser = argparse.ArgumentParser(
+        prog="fwi-run predict",
+        description="Predict the velocity model of recorded shot gathers with a trained run: SEG-Y (any sample format, "
+        "shots grouped by a trace-header field), npy or npz [shots, time, receivers] or [N, shots, time, receivers] in; "
+        "the velocity as npy, SEG-Y (one trace per lateral position, depth samples) and PNG out. The input must have the "
+        "training survey's geometry, or be adapted to it by --shots, --receivers and --resample-time.",
+        epilog="examples:\n  fwi-run predict runs/quickstart/quickstart-20260101-120000 line12.sgy\n"
+        "  fwi-run predict run/ shots.npy --dt 0.002 --resample-time --shots 0:10:2 --output out/line12\n"
+        "  fwi-run predict run/ line12.sgy --group-by EnergySourcePoint --refine 50",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("checkpoint", metavar="RUN_DIR|CKPT", help="a run folder (its best checkpoint) or a .ckpt file")
+    parser.add_argument("input", metavar="INPUT", help="SEG-Y, npy or npz shot gathers")
+    parser.add_argument("--output", "-o", metavar="PREFIX", help="output path prefix (default: INPUT's name + '-velocity', beside it)")
+    parser.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated output formats (default {','.join(FORMATS)})")
+    parser.add_argument("--group-by", default=DEFAULT_GROUP_BY, metavar="FIELD", help=f"SEG-Y trace-header field naming each trace's shot (default {DEFAULT_GROUP_BY})")
+    parser.add_argument("--dt", type=float, metavar="SECONDS", help="sample interval of npy/npz input (default: the training one), or of SEG-Y without one in its headers")
+    parser.add_argument("--npz-key", metavar="NAME", help="the array of an npz input (default: 'data' or its only array)")
+    parser.add_argument("--shots", metavar="SEL", help="use these shots, e.g. 0,2,4 or 0:10:2")
+    parser.add_argument("--receivers", metavar="SEL", help="use these receivers (traces within each shot), e.g. 0:70")
+    parser.add_argument("--resample-time", action="store_true", help="resample to the training sample interval, then cut or zero-pad to its length")
+    parser.add_argument("--refine", type=int, default=0, metavar="N", help="refine the prediction by N iterations of classical FWI (the fwi paradigm)")
+    parser.add_argument("--refine-lr", type=float, default=0.01, metavar="LR", help="Adam step of the refinement on the [-1, 1] velocity scale (default 0.01)")
+    parser.add_argument("--batch-size", type=int, default=8, help="samples per network call (default 8)")
+    return parser
+
+
+def predict_command(argv: list[str]) -> int:
+    """``fwi-run predict``: write the velocity files and print one line per file written."""
+    from fwi_lightning.predict import PredictOptions, run_predict
+
+    args = _predict_parser().parse_args(argv)
+    options = PredictOptions(
+        output=args.output, formats=args.formats.split(","), group_by=args.group_by, dt=args.dt, npz_key=args.npz_key,
+        shots=args.shots, receivers=args.receivers, resample_time=args.resample_time, refine_iterations=args.refine,
+        refine_lr=args.refine_lr, batch_size=args.batch_size,
+    )
+    written, notes = run_predict(args.checkpoint, args.input, options)
+    for note in notes:
+        print(note, file=sys.stderr)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
 
 
 def _is_group(word: str) -> bool:
@@ -183,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     list_components(args.group, args.verbose)
             return 0
+        if argv and argv[0] == "predict":
+            return predict_command(argv[1:])
         if argv and argv[0] == "test":
             args = _test_parser().parse_intermixed_args(argv[1:])
             return test_checkpoint(args.checkpoint, args.rest)
