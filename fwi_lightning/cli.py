@@ -124,6 +124,36 @@ def predict_command(argv: list[str]) -> int:
     return 0
 
 
+def _compare_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fwi-run compare",
+        description="Compare finished runs from their folders: a table of the config values that differ, the best "
+        "validation and the test metrics (printed, and written as Markdown and CSV), and a figure grid of each run's "
+        "prediction of the first test samples.",
+        epilog="example:\n  fwi-run compare runs/flatvel/*/ --out comparisons/flatvel",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders written by fwi-run")
+    parser.add_argument("--out", default="comparison", metavar="DIR", help="folder of comparison.md, comparison.csv, predictions.png (default ./comparison)")
+    parser.add_argument("--samples", type=int, default=4, metavar="N", help="test samples per run in the figure grid (default 4)")
+    parser.add_argument("--no-figure", action="store_true", help="the table only (no model is loaded, no data built)")
+    return parser
+
+
+def compare_command(argv: list[str]) -> int:
+    """``fwi-run compare``: print the Markdown table, write it with the CSV and the figure grid."""
+    from fwi_lightning.compare import run_compare
+
+    args = _compare_parser().parse_args(argv)
+    text, written, notes = run_compare(args.runs, args.out, args.samples, figure=not args.no_figure)
+    for note in notes:
+        print(note, file=sys.stderr)
+    print(text, end="")
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
 def _is_group(word: str) -> bool:
     from fwi_lightning import registry
 
@@ -235,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     list_components(args.group, args.verbose)
             return 0
+        if argv and argv[0] == "compare":
+            return compare_command(argv[1:])
         if argv and argv[0] == "predict":
             return predict_command(argv[1:])
         if argv and argv[0] == "test":

@@ -45,15 +45,16 @@ def section_figure(velocity: np.ndarray, spacing: float, title: str = "",
     return fig
 
 
-def section_grid(rows: Sequence[tuple[str, Sequence[np.ndarray]]], spacing: float, limits: tuple[float, float],
+def section_grid(rows: Sequence[tuple[str, Sequence[np.ndarray], float]], limits: tuple[float, float],
                  column_titles: Sequence[str] = ()) -> Figure:
-    """A grid of sections: one row per (label, [NZ, NX] m/s sections); one colour bar per row in m/s."""
+    """A grid of sections: one row per (label, [NZ, NX] sections in m/s, spacing in m); one colour scale
+    `limits` in m/s, its bar at the end of each row."""
     n_rows = len(rows)
-    n_cols = max(len(sections) for _, sections in rows)
+    n_cols = max(len(sections) for _, sections, _ in rows)
     fig = Figure(figsize=(2.6 * n_cols + 1.0, 2.4 * n_rows + 0.4), constrained_layout=True)
     FigureCanvasAgg(fig)
     axes = np.asarray(fig.subplots(n_rows, n_cols, squeeze=False))
-    for r, (label, sections) in enumerate(rows):
+    for r, (label, sections, spacing) in enumerate(rows):
         for c in range(n_cols):
             ax = axes[r, c]
             if c >= len(sections):
