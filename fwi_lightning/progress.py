@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -19,10 +20,11 @@ def show_progress() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
-def track(items: Iterable[T], total: int, description: str, completed: int = 0) -> Iterator[T]:
-    """Yield `items`, advancing a bar of `total` steps (starting at `completed`) by one per item."""
+@contextmanager
+def progress_bar(total: int, description: str, completed: int = 0) -> Iterator[Callable[[int], None]]:
+    """A bar of `total` steps starting at `completed`; yields ``advance(n)`` (a no-op without a terminal)."""
     if not show_progress():
-        yield from items
+        yield lambda n=1: None
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -30,6 +32,12 @@ def track(items: Iterable[T], total: int, description: str, completed: int = 0) 
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=Console(stderr=True)) as bar:
         task = bar.add_task(description, total=total, completed=completed)
+        yield lambda n=1: bar.advance(task, n)
+
+
+def track(items: Iterable[T], total: int, description: str) -> Iterator[T]:
+    """Yield `items`, advancing a bar of `total` steps by one per item."""
+    with progress_bar(total, description) as advance:
         for item in items:
             yield item
-            bar.advance(task)
+            advance(1)
