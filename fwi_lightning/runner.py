@@ -243,9 +243,11 @@ class Run:
             from lightning.pytorch.callbacks import RichProgressBar
 
             callbacks.append(RichProgressBar())
-        from fwi_lightning.logging import make_loggers
+        from fwi_lightning.logging import make_loggers, tracker_callbacks
 
-        loggers, notice = make_loggers(v.get("logger"), run_dir, run_dir.name, v)
+        job_type = "evaluate" if checkpoint is not None else "train"
+        loggers, notice = make_loggers(v.get("logger"), run_dir, run_dir.name, v, job_type=job_type)
+        callbacks += tracker_callbacks(loggers)
         trainer_args = dict(v.get("trainer") or {})
         trainer_args.setdefault("enable_progress_bar", progress)
         trainer_args.setdefault("enable_model_summary", progress)

@@ -74,3 +74,36 @@ def write_shots_segy(path: Path, data: np.ndarray, dt: float, *, fmt: int = 1, e
                                segyio.TraceField.TRACE_SEQUENCE_FILE: i + 1}
                 f.trace[i] = np.ascontiguousarray(data[s, :, r], dtype=np.float32)
     return path
+
+
+def wandb_records(path: Path) -> list:
+    """The protobuf records of an offline W&B run file (``run-<id>.wandb``).
+
+    The file is W&B's record log: a 7-byte header (``:W&B``, magic 0xBEE1, version), then
+    LevelDB-log blocks of 32 KiB holding chunks with a 7-byte header (crc32, length,
+    type: 1 full, 2 first, 3 middle, 4 last); a block's tail shorter than a header is padding.
+    """
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    raw = path.read_bytes()
+    ident, magic, _ = struct.unpack("<4sHB", raw[:7])
+    assert ident == b":W&B" and magic == 0xBEE1, raw[:7]
+    block, records, pending, pos = 32768, [], b"", 7
+    while pos + 7 <= len(raw):
+        if block - pos % block < 7:
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", raw[pos:pos + 7])
+        if kind == 0 and length == 0:
+            pos += block - pos % block
+            continue
+        chunk = raw[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+    return records
