@@ -117,3 +117,65 @@ def test_export_needs_the_simulated_module(experiment, tmp_path, capsys):
     assert export_to(tmp_path / "files.yaml", tmp_path / "again", 2, 2) == 2
     err = capsys.readouterr().err
     assert "data.name must be 'simulated'" in err and err.count("\n") == 1
+
+
+# -- simulation settings of the pipelines (small items of the same step) ----------------
+
+
+def test_a_coarse_record_is_simulated_without_deepwaves_notice(monkeypatch):
+    """dt = 10 ms at 10 m and 4500 m/s takes 9 CFL sub-steps per sample: deepwave says so, the simulator does not."""
+    import warnings
+
+    import deepwave
+    import deepwave._common
+
+    from fwi_lightning.physics.survey import Survey
+
+    survey = Survey(nz=16, nx=16, spacing=10.0, nt=30, dt=0.01, peak_freq=5.0, n_shots=1, n_receivers=4)
+    simulator = Simulator(survey, (1500.0, 4500.0), "fast")
+    velocity = torch.full((1, 16, 16), 2000.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        monkeypatch.setattr(deepwave._common, "_warned_once_causes", set())
+        simulator(velocity)
+        quiet = [str(w.message) for w in caught]
+        monkeypatch.setattr(deepwave._common, "_warned_once_causes", set())
+        deepwave.scalar(velocity, 10.0, 0.01, source_amplitudes=torch.ones(1, 1, 30), source_locations=torch.tensor([[[1, 8]]]),
+                        receiver_locations=torch.tensor([[[1, 2]]]), max_vel=4500.0, pml_width=10, courant_number=0.7)
+        direct = [str(w.message) for w in caught[len(quiet):]]
+    assert any("exceeds the stable internal time step" in m for m in direct)  # the case arises
+    assert not any("exceeds the stable internal time step" in m for m in quiet)
+
+
+def test_data_misfit_of_a_checkpoint_simulates_with_the_pipelines_threads(monkeypatch):
+    """A problem rebuilt from a checkpoint's settings has a simulator without a thread setting; the metric
+    still simulates on one thread (the data pipeline's), with the same numbers."""
+    import deepwave
+
+    from fwi_lightning.metrics.data_misfit import PIPELINE_CPU_THREADS, DataMisfit
+    from fwi_lightning.problem import Problem
+
+    module = tiny_datamodule()
+    rebuilt = Problem.from_dict(module.problem.to_dict())
+    assert rebuilt.forward_operator().simulator.cpu_threads is None
+    velocity = torch.full((1, 1, 16, 16), 2500.0)
+    observed = module.operator(torch.full((1, 1, 16, 16), 2600.0))
+    seen = []
+    real = deepwave.scalar
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(deepwave, "scalar", spy)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        metric = DataMisfit(rebuilt)
+        metric.update(velocity, observed)
+        assert seen == [PIPELINE_CPU_THREADS] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    with torch.no_grad():
+        expected = (observed - rebuilt.forward_operator()(velocity)).norm() / observed.norm()
+    assert float(metric.compute()) == pytest.approx(float(expected), rel=1e-6)
