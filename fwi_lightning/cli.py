@@ -281,10 +281,27 @@ def _finish(run, *stages) -> int:
         return 0
     run.write_summary()
     run.close()
-    for key, value in sorted(run.results.items()):
-        print(f"{key}: {value:.6g}")
+    print_metrics(run.results)
     print(f"run dir: {run.run_dir}")
     return 0
+
+
+def print_metrics(results: dict[str, float], out=None) -> None:
+    """The final metrics: a table in a terminal (rich), ``key: value`` lines otherwise (for scripts)."""
+    out = out or sys.stdout
+    if not out.isatty() or os.environ.get("CI"):
+        for key, value in sorted(results.items()):
+            print(f"{key}: {value:.6g}", file=out)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="final metrics", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in sorted(results.items()):
+        table.add_row(key, f"{value:.6g}")
+    Console(file=out).print(table)
 
 
 def main(argv: list[str] | None = None) -> int:

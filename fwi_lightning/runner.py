@@ -238,7 +238,7 @@ class Run:
         from fwi_lightning.callbacks.resume import RandomState
 
         callbacks += [NonFiniteLossGuard(), RandomState(), *extra_callbacks]
-        progress = _show_progress()
+        progress = _show_progress() and (v.get("trainer") or {}).get("enable_progress_bar", True) is not False
         if progress:
             from lightning.pytorch.callbacks import RichProgressBar
 

@@ -74,3 +74,35 @@ def test_a_folder_that_is_no_run_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not a run folder" in err and err.count("\n") == 1
     assert not (tmp_path / "cmp").exists()
+
+
+class _Terminal:
+    """A stdout that says it is a terminal."""
+
+    def __init__(self):
+        import io
+
+        self.buffer = io.StringIO()
+
+    def write(self, text):
+        return self.buffer.write(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+def test_final_metrics_are_a_table_in_a_terminal_and_lines_in_a_pipe(monkeypatch, capsys):
+    from fwi_lightning.cli import print_metrics
+
+    monkeypatch.delenv("CI", raising=False)
+    results = {"test/ssim": 0.5, "test/mae_mps": 123.456789}
+    print_metrics(results)
+    assert capsys.readouterr().out == "test/mae_mps: 123.457\ntest/ssim: 0.5\n"
+    terminal = _Terminal()
+    print_metrics(results, out=terminal)
+    table = terminal.buffer.getvalue()
+    assert "final metrics" in table
+    assert table.index("test/mae_mps") < table.index("test/ssim") and "123.457" in table and "┃" in table
