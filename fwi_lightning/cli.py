@@ -34,13 +34,15 @@ def _run_parser() -> argparse.ArgumentParser:
         prog="fwi-run",
         description="Run a deep-learning FWI experiment from one YAML file. "
         "`fwi-run test RUN_DIR|CKPT [FILE.yaml]` evaluates a trained model; "
-        "`fwi-run list [GROUP|NAME] [--verbose]` lists the registered components or one component's parameters.",
+        "`fwi-run list [GROUP|NAME] [--verbose]` lists the registered components or one component's parameters; "
+        "`fwi-run predict RUN INPUT` predicts velocity for SEG-Y / npy gathers; `fwi-run compare RUN_DIR...` compares "
+        "runs; `fwi-run export FILE.yaml OUT_DIR --samples N` writes an OpenFWI-layout dataset.",
         epilog="examples:\n  fwi-run experiments/quickstart.yaml\n"
         "  fwi-run experiments/quickstart.yaml trainer.max_epochs=1 model.network.width=8\n"
         "  fwi-run experiments/quickstart.yaml callbacks.figures=null --dry-run\n  fwi-run list networks",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("file", metavar="FILE", help="experiment YAML file (or 'list', 'test': see above)")
+    parser.add_argument("file", metavar="FILE", help="experiment YAML file (or 'list', 'test', 'predict', 'compare', 'export': see above)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides; key=null removes a component")
     parser.add_argument("--dry-run", action="store_true", help="validate and build every component, print a summary, train nothing")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config, with every component's defaults, and exit")

@@ -63,7 +63,7 @@ class RunRecord:
             raise ConfigError("not a run folder (no config.yaml); give folders that fwi-run wrote, runs/<group>/<name>-<time>/",
                               file=str(folder))
         values = OmegaConf.to_container(OmegaConf.load(folder / "config.yaml")) or {}
-        config = {k.lstrip("."): v for section, value in values.items() for k, v in _flatten(value, section).items()}
+        config = {k: v for section, value in values.items() for k, v in _flatten(value, section).items()}
         test = {}
         if (folder / "summary.json").is_file():
             test = {k: float(v) for k, v in (json.loads((folder / "summary.json").read_text()).get("metrics") or {}).items()}

@@ -14,7 +14,8 @@ the very samples training draws at those indices (family, model and noise from
 (seed, split, index) alone), simulated by the data module's own loaders and operator
 (worker processes when ``data.num_workers`` > 0). Each pair of files is written under
 temporary names and renamed, so an interrupted export restarts at the first missing
-pair; the `openfwi` data module reads the folder as it is (``data_dir: OUT_DIR``).
+pair; run again with more samples it extends the set (a short last file is rewritten).
+The `openfwi` data module reads the folder as it is (``data_dir: OUT_DIR``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,18 @@ def _check_counts(samples: Any, per_file: Any) -> None:
             raise ConfigError(f"expected a whole number >= 1, got {value!r}", key=name)
 
 
+#: Data-module settings that change how fast samples are made, not what they are: a resumed
+#: export may change them (and the sample count, which extends or shortens the set).
+NOT_CONTENT = ("num_workers", "batch_size", "cache", "simulate_on", "sizes", "reference_size", "fresh_train")
+
+
+def _content(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The settings that determine the files' content."""
+    out = {k: v for k, v in manifest.items() if k != "samples"}
+    out["data"] = {k: v for k, v in (manifest.get("data") or {}).items() if k not in NOT_CONTENT}
+    return out
+
+
 def _manifest(cfg_values: dict[str, Any], split: str, samples: int, per_file: int, shapes: dict[str, list[int]]) -> dict[str, Any]:
     return {"format": "openfwi", "seed": cfg_values["seed"], "split": split, "samples": samples, "per_file": per_file,
             "shapes": shapes, "data": cfg_values["data"]}
@@ -57,8 +70,8 @@ def _check_folder(out: Path, manifest: dict[str, Any]) -> None:
     """
     path = out / MANIFEST
     if path.is_file():
-        previous = json.loads(path.read_text())
-        changed = sorted(k for k in manifest.keys() | previous.keys() if manifest.get(k) != previous.get(k))
+        previous, current = _content(json.loads(path.read_text())), _content(json.loads(json.dumps(manifest, default=str)))
+        changed = sorted(k for k in current.keys() | previous.keys() if current.get(k) != previous.get(k))
         if changed:
             raise ConfigError(f"{out} holds an export with other settings ({', '.join(changed)} differ); resume with the same "
                               "settings, or export into another folder", file=str(path))

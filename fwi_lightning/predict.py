@@ -309,9 +309,14 @@ def run_predict(target: str, source: str, options: PredictOptions) -> tuple[list
     Everything that can fail on the user's input is checked before the first file is written.
     """
     formats = check_formats(options.formats)
-    if options.refine_iterations < 0:
-        raise ConfigError(f"expected a number of iterations >= 0, got {options.refine_iterations}", key="refine")
+    for name, value, low in (("refine", options.refine_iterations, 0), ("batch_size", options.batch_size, 1)):
+        if value < low:
+            raise ConfigError(f"expected a whole number >= {low}, got {value}", key=name)
+    if options.refine_iterations and not options.refine_lr > 0:
+        raise ConfigError(f"expected a learning rate > 0, got {options.refine_lr}", key="refine_lr")
     gathers = read_gathers(source, group_by=options.group_by, dt=options.dt, npz_key=options.npz_key)
+    if options.refine_iterations and len(gathers.data) > 1:
+        raise ConfigError("refinement fits one survey: give one sample (an [S, T, R] input or a SEG-Y file)", key="refine")
     model = load_trained(target)
     problem = model.problem
     data = adapt(gathers, problem.survey, shots=options.shots, receivers=options.receivers,
@@ -319,8 +324,6 @@ def run_predict(target: str, source: str, options: PredictOptions) -> tuple[list
     velocity = predict_velocity(model, data, options.batch_size)
     notes = [f"input: {gathers.describe()} from {gathers.source}"]
     if options.refine_iterations:
-        if len(velocity) > 1:
-            raise ConfigError("refinement fits one survey: give one sample (an [S, T, R] input or a SEG-Y file)", key="refine")
         velocity[0], misfits = refine(problem, data[0], velocity[0], options.refine_iterations, options.refine_lr)
         if misfits:
             notes.append(f"refined by {len(misfits)} fwi iterations: data misfit {misfits[0]:.4g} -> {misfits[-1]:.4g}")

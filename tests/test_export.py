@@ -179,3 +179,16 @@ def test_data_misfit_of_a_checkpoint_simulates_with_the_pipelines_threads(monkey
     with torch.no_grad():
         expected = (observed - rebuilt.forward_operator()(velocity)).norm() / observed.norm()
     assert float(metric.compute()) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_more_samples_and_other_workers_extend_the_export(experiment, tmp_path, capsys):
+    out = tmp_path / "ds"
+    assert export_to(experiment, out, 4, 3) == 0
+    first = (out / "data1.npy").stat().st_mtime_ns
+    assert export_to(experiment, out, 7, 3, "data.batch_size=1") == 0
+    assert "resumed: 1 of 3 file pairs were complete" in capsys.readouterr().err
+    assert (out / "data1.npy").stat().st_mtime_ns == first
+    assert [np.load(out / f"model{k}.npy").shape[0] for k in (1, 2, 3)] == [3, 3, 1]  # the short file was rewritten
+    assert export_to(tmp_path / "mix.yaml", tmp_path / "ref", 7, 3) == 0
+    for k in (1, 2, 3):
+        np.testing.assert_array_equal(np.load(out / f"data{k}.npy"), np.load(tmp_path / "ref" / f"data{k}.npy"))
