@@ -16,6 +16,19 @@ from fwi_lightning.logging import thumbnail
 from results_helpers import wandb_records, write_experiment
 
 
+def _finished_records(path, timeout_s: float = 60.0) -> list:
+    """The run file's records once W&B's service has written its exit record (it writes
+    asynchronously, and may still be flushing when `finish` returns)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = wandb_records(path)
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def offline_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("wandb")
@@ -34,7 +47,7 @@ def offline_run(tmp_path_factory):
         mp.undo()
     run_dir = next((folder / "runs" / "tracked").iterdir())
     offline = next((run_dir / "wandb").glob("offline-run-*"))
-    records = wandb_records(next(offline.glob("run-*.wandb")))
+    records = _finished_records(next(offline.glob("run-*.wandb")))
     by_kind: dict = {}
     for record in records:
         by_kind.setdefault(record.WhichOneof("record_type"), []).append(record)
