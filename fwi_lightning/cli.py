@@ -176,6 +176,7 @@ def _export_parser() -> argparse.ArgumentParser:
     parser.add_argument("--per-file", type=int, default=OPENFWI_SAMPLES_PER_FILE, metavar="M",
                         help=f"samples per file pair (default {OPENFWI_SAMPLES_PER_FILE}, OpenFWI's)")
     parser.add_argument("--split", default="train", choices=["train", "val", "test"], help="the split whose samples are written (default train)")
+    parser.add_argument("--device", metavar="DEVICE", help="simulate on this torch device, e.g. cuda (default: on CPU in the data module's loader processes)")
     return parser
 
 
@@ -186,7 +187,7 @@ def export_command(argv: list[str]) -> int:
 
     args = _export_parser().parse_intermixed_args(argv)
     cfg = validate(load_config(args.file, args.overrides))
-    files, resumed = run_export(cfg, args.out, args.samples, args.per_file, args.split)
+    files, resumed = run_export(cfg, args.out, args.samples, args.per_file, args.split, args.device)
     if resumed:
         print(f"resumed: {resumed} of {len(files)} file pairs were complete", file=sys.stderr)
     print(f"wrote {len(files)} file pairs ({args.samples} samples) to {args.out}")

@@ -108,11 +108,14 @@ def build_datamodule(cfg: Any):
         return registry.build("datamodules", cfg.values["data"], key="data", seed=cfg.values["seed"])
 
 
-def simulate_rows(datamodule: Any, split: str, start: int, stop: int, advance=lambda n: None) -> tuple[np.ndarray, np.ndarray]:
+def simulate_rows(datamodule: Any, split: str, start: int, stop: int, advance=lambda n: None,
+                  device: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Samples ``start..stop-1`` of `split` as training draws them: (data [n, S, T, R], models [n, 1, NZ, NX]) float32.
 
     Simulated by the data module's operator in its collate (in its worker processes when it
-    has them), then processed as ``on_after_batch_transfer`` processes every batch.
+    has them), or, with a `device` (e.g. ``cuda``), on that device from velocity-only
+    batches, as the data module does on a GPU; then processed as ``on_after_batch_transfer``
+    processes every batch.
     """
     import torch
     from torch.utils.data import DataLoader, Subset
@@ -123,21 +126,35 @@ def simulate_rows(datamodule: Any, split: str, start: int, stop: int, advance=la
     workers = datamodule.num_workers
     context = "fork" if workers and "fork" in multiprocessing.get_all_start_methods() else None
     loader = DataLoader(Subset(dataset, range(start, stop)), batch_size=datamodule.batch_size, shuffle=False,
-                        collate_fn=BatchCollate(datamodule.operator), num_workers=workers,
+                        collate_fn=BatchCollate(None if device else datamodule.operator), num_workers=workers,
                         worker_init_fn=init_worker if workers else None, multiprocessing_context=context)
     data, models = [], []
     with torch.no_grad():
         for batch in loader:
+            if device:
+                batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
             batch = datamodule.on_after_batch_transfer(batch, 0)
-            data.append(batch["data"].float().numpy())
-            models.append(batch["velocity"].float().numpy())
+            data.append(batch["data"].float().cpu().numpy())
+            models.append(batch["velocity"].float().cpu().numpy())
             advance(len(batch["velocity"]))
     return np.concatenate(data), np.concatenate(models)
 
 
+def _check_device(device: str) -> None:
+    """Raises ConfigError: not a torch device, or one this machine lacks."""
+    import torch
+
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        raise ConfigError(f"cannot simulate on '{device}': {' '.join(str(exc).split())[:160]}", key="device") from None
+
+
 def run_export(cfg: Any, out: str | Path, samples: int, per_file: int = OPENFWI_SAMPLES_PER_FILE,
-               split: str = "train") -> tuple[list[Path], int]:
+               split: str = "train", device: str | None = None) -> tuple[list[Path], int]:
     """Write (or finish) the dataset; returns (the data files, how many pairs were already there).
+
+    `device`: simulate there (e.g. ``cuda``) instead of in the loader's processes (`simulate_rows`).
 
     Raises:
         ConfigError: not the simulated module, bad counts or split, or a folder holding other files.
@@ -150,6 +167,8 @@ def run_export(cfg: Any, out: str | Path, samples: int, per_file: int = OPENFWI_
     if split not in SPLITS:
         raise ConfigError(f"expected one of {', '.join(SPLITS)}, got {split!r}", key="split")
     datamodule = build_datamodule(cfg)
+    if device:
+        _check_device(device)
     survey = datamodule.operator.survey
     shapes = {"data": [survey.n_shots, survey.nt, survey.n_receivers], "model": [1, survey.nz, survey.nx]}
     out = Path(out)
@@ -166,7 +185,7 @@ def run_export(cfg: Any, out: str | Path, samples: int, per_file: int = OPENFWI_
         for k, (start, stop) in enumerate(ranges, 1):
             if k in done:
                 continue
-            data, models = simulate_rows(datamodule, split, start, stop, advance)
+            data, models = simulate_rows(datamodule, split, start, stop, advance, device)
             if not np.isfinite(data).all():
                 raise DataError(f"samples {start}..{stop - 1} simulated to NaN or infinite amplitudes; check the survey numerics",
                                 key="data.survey")

@@ -76,11 +76,11 @@ def test_an_interrupted_export_resumes_at_the_first_missing_pair(experiment, tmp
     real = export.simulate_rows
     calls = []
 
-    def interrupted(datamodule, split, start, stop, advance=lambda n: None):
+    def interrupted(datamodule, split, start, stop, advance=lambda n: None, device=None):
         calls.append(start)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(datamodule, split, start, stop, advance)
+        return real(datamodule, split, start, stop, advance, device)
 
     monkeypatch.setattr(export, "simulate_rows", interrupted)
     assert export_to(experiment, out, 7, 3) == 130
@@ -179,6 +179,16 @@ def test_data_misfit_of_a_checkpoint_simulates_with_the_pipelines_threads(monkey
     with torch.no_grad():
         expected = (observed - rebuilt.forward_operator()(velocity)).norm() / observed.norm()
     assert float(metric.compute()) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_simulating_on_a_device_gives_the_same_files(experiment, tmp_path, capsys):
+    """The device path (velocity-only batches simulated where they are, as on a GPU) on the CPU device."""
+    assert export_to(experiment, tmp_path / "loader", 3, 2) == 0
+    assert export_to(experiment, tmp_path / "device", 3, 2, "--device", "cpu") == 0
+    for name in ("data1.npy", "data2.npy", "model1.npy", "model2.npy"):
+        np.testing.assert_array_equal(np.load(tmp_path / "device" / name), np.load(tmp_path / "loader" / name))
+    assert export_to(experiment, tmp_path / "nowhere", 3, 2, "--device", "nonsense") == 2
+    assert "cannot simulate on 'nonsense'" in capsys.readouterr().err and not (tmp_path / "nowhere").exists()
 
 
 def test_more_samples_and_other_workers_extend_the_export(experiment, tmp_path, capsys):
