@@ -87,7 +87,8 @@ def load_trained(target: str | Path):
     from fwi_lightning.problem import Problem
 
     checkpoint = find_checkpoint(target)
-    hparams = read_checkpoint(checkpoint).get("hyper_parameters") or {}
+    contents = read_checkpoint(checkpoint)
+    hparams = (contents.get("hyper_parameters") if isinstance(contents, dict) else None) or {}
     if "problem" not in hparams:
         raise ConfigError(f"{checkpoint} was not written by an fwi-lightning run (no problem in it)", file=str(checkpoint))
     config = run_config_file(checkpoint)
@@ -328,6 +329,7 @@ def run_predict(target: str, source: str, options: PredictOptions) -> tuple[list
         if misfits:
             notes.append(f"refined by {len(misfits)} fwi iterations: data misfit {misfits[0]:.4g} -> {misfits[-1]:.4g}")
     prefix = Path(options.output) if options.output else Path(source).with_name(Path(source).stem + "-velocity")
+    how = f"predicted + {options.refine_iterations} fwi iterations" if options.refine_iterations else "predicted"
     written = write_outputs(prefix, velocity, problem.survey.spacing, problem.velocity_range, formats,
-                            title=f"predicted velocity, {Path(source).name}")
+                            title=f"{how} velocity, {Path(source).name}")
     return written, notes

@@ -162,3 +162,12 @@ def test_bad_input_is_one_line_exit_2_nothing_written(trained, tmp_path, capsys,
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_a_foreign_checkpoint_is_one_line(tmp_path, capsys):
+    torch.save([1, 2, 3], tmp_path / "list.ckpt")
+    np.save(tmp_path / "shots.npy", np.zeros((2, 120, 16), np.float32))
+    assert main(["predict", str(tmp_path / "list.ckpt"), str(tmp_path / "shots.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "was not written by an fwi-lightning run" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["list.ckpt", "shots.npy"]
