@@ -105,6 +105,7 @@ def _predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("--refine", type=int, default=0, metavar="N", help="refine the prediction by N iterations of classical FWI (the fwi paradigm)")
     parser.add_argument("--refine-lr", type=float, default=0.01, metavar="LR", help="Adam step of the refinement on the [-1, 1] velocity scale (default 0.01)")
     parser.add_argument("--batch-size", type=int, default=8, help="samples per network call (default 8)")
+    parser.add_argument("--device", default="cpu", help="torch device of the network, e.g. cuda (default cpu)")
     return parser
 
 
@@ -116,7 +117,7 @@ def predict_command(argv: list[str]) -> int:
     options = PredictOptions(
         output=args.output, formats=args.formats.split(","), group_by=args.group_by, dt=args.dt, npz_key=args.npz_key,
         shots=args.shots, receivers=args.receivers, resample_time=args.resample_time, refine_iterations=args.refine,
-        refine_lr=args.refine_lr, batch_size=args.batch_size,
+        refine_lr=args.refine_lr, batch_size=args.batch_size, device=args.device,
     )
     written, notes = run_predict(args.checkpoint, args.input, options)
     for note in notes:

@@ -51,6 +51,7 @@ class PredictOptions:
         refine_iterations: classical FWI iterations (the ``fwi`` paradigm) from the prediction; 0: none.
         refine_lr: Adam learning rate of the refinement, on the [-1, 1] velocity scale.
         batch_size: samples per network call.
+        device: torch device of the network (``cpu``, ``cuda`` ...).
     """
 
     output: str | None = None
@@ -64,6 +65,7 @@ class PredictOptions:
     refine_iterations: int = 0
     refine_lr: float = 0.01
     batch_size: int = 8
+    device: str = "cpu"
 
 
 # ---------------------------------------------------------------------------
@@ -319,6 +321,10 @@ def run_predict(target: str, source: str, options: PredictOptions) -> tuple[list
     if options.refine_iterations and len(gathers.data) > 1:
         raise ConfigError("refinement fits one survey: give one sample (an [S, T, R] input or a SEG-Y file)", key="refine")
     model = load_trained(target)
+    try:
+        model = model.to(options.device)
+    except (RuntimeError, AssertionError) as exc:
+        raise ConfigError(f"cannot run on '{options.device}': {' '.join(str(exc).split())[:160]}", key="device") from None
     problem = model.problem
     data = adapt(gathers, problem.survey, shots=options.shots, receivers=options.receivers,
                  resample_time=options.resample_time)

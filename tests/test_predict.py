@@ -139,7 +139,7 @@ def test_refinement_by_the_fwi_paradigm_lowers_the_data_misfit(trained, tmp_path
     assert misfit(refined) < misfit(expected[0])
 
 
-@pytest.mark.parametrize("case", ["no checkpoint", "truncated", "not segy", "bad selection", "missing header field"])
+@pytest.mark.parametrize("case", ["no checkpoint", "truncated", "not segy", "bad selection", "missing header field", "no such device"])
 def test_bad_input_is_one_line_exit_2_nothing_written(trained, tmp_path, capsys, case):
     run_dir, data, _ = trained
     good = write_shots_segy(tmp_path / "good.sgy", data[0], 0.002, fmt=1)
@@ -155,8 +155,10 @@ def test_bad_input_is_one_line_exit_2_nothing_written(trained, tmp_path, capsys,
         (tmp_path / "notes.txt").write_text("x" * 5000)
     elif case == "bad selection":
         extra = ["--shots", "0,7"]
-    else:
+    elif case == "missing header field":
         extra = ["--group-by", "ShotPoint"]
+    else:
+        extra = ["--device", "nonsense"]
     before = sorted(p.name for p in tmp_path.rglob("*"))
     assert main(["predict", target, source, "-o", str(tmp_path / "out"), *extra]) == 2
     captured = capsys.readouterr()
