@@ -56,14 +56,14 @@ class RunRecord:
         """
         from omegaconf import OmegaConf
 
-        from fwi_lightning.evaluate import _flatten
+        from fwi_lightning.evaluate import flatten_keys
 
         folder = Path(folder)
         if not (folder / "config.yaml").is_file():
             raise ConfigError("not a run folder (no config.yaml); give folders that fwi-run wrote, runs/<group>/<name>-<time>/",
                               file=str(folder))
         values = OmegaConf.to_container(OmegaConf.load(folder / "config.yaml")) or {}
-        config = {k: v for section, value in values.items() for k, v in _flatten(value, section).items()}
+        config = {k: v for section, value in values.items() for k, v in flatten_keys(value, section).items()}
         test = {}
         if (folder / "summary.json").is_file():
             test = {k: float(v) for k, v in (json.loads((folder / "summary.json").read_text()).get("metrics") or {}).items()}

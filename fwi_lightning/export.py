@@ -122,7 +122,7 @@ def simulate_rows(datamodule: Any, split: str, start: int, stop: int, advance=la
 
     from fwi_lightning.data.simulated import BatchCollate, init_worker
 
-    dataset = datamodule._dataset(split, datamodule.configured_probabilities[split])
+    dataset = datamodule.velocity_dataset(split, datamodule.configured_probabilities[split])
     workers = datamodule.num_workers
     context = "fork" if workers and "fork" in multiprocessing.get_all_start_methods() else None
     loader = DataLoader(Subset(dataset, range(start, stop)), batch_size=datamodule.batch_size, shuffle=False,
