@@ -237,12 +237,11 @@ def test_time_window_is_checked(homogeneous):
         build(homogeneous, wavefield={"name": "tiny"})
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("case", "overrides", "fragments"), [
     ("receivers-outside", ["data.survey.receiver_spacing=null", "data.survey.receiver_x=[100.0,900.0]"],
      ["data.survey.receiver_x", "outside the grid"]),
     ("zero-duration", ["model.end_time_s=0.137"], ["model.end_time_s", "zero duration"]),
-    ("no-duration", ["data.survey.nt=1"], ["model.initial_times_s", "beyond the record"]),
+    ("record-ends-before-the-snapshots", ["data.survey.nt=130"], ["model.initial_times_s", "beyond the record"]),
     ("unknown-sampler", ["model.sampler=halton"], ["model.sampler", "sobol"]),
 ])
 def test_bad_pinn_input_gives_one_line_and_exit_2(case, overrides, fragments, tmp_path, capsys):

@@ -14,13 +14,15 @@ unweighted as ``train/<term>``:
   finite-difference `Simulator` (`Simulator.snapshots`). The PINN's time window starts
   at t1, after the source wavelet has ended, so no point source appears in the
   equation (the singularity Rasht-Behesht et al. sidestep the same way);
-* ``data``: the wavefield at the receivers against the recorded traces inside the window;
+* ``data``: the wavefield at the receivers against the recorded traces inside the window
+  (relative: divided by the traces' mean square);
 * ``smoothness``: the mean squared velocity gradient (``inversion`` only; weight 0 by default).
 
 Modes: ``forward``: the velocity is known (the data module's true model, bilinearly
 interpolated) and the wavefield is solved for; ``inversion``: the velocity is the
-initial model (`fwi_lightning.paradigms.initial`) plus `velocity_scale_mps` times the
-velocity network (whose last layer starts at zero), clipped to the velocity range. The
+initial model (`fwi_lightning.paradigms.initial`) plus `velocity_scale_mps` times tanh of
+the velocity network (whose last layer starts at zero), clipped to the velocity range,
+held at the initial model for the first `velocity_warmup_steps` steps. The
 initial-condition snapshots are simulated in the known model (forward) or in the
 initial model (inversion): they are right when the wave has not reached the unknown
 part of the model by t2, as in Rasht-Behesht et al.'s set-up.
@@ -89,8 +91,10 @@ class PINN(SurveyFit):
             None: t1 one peak period after the wavelet's peak, t2 a quarter period later.
         end_time_s: end of the time window in s; None: the last sample of the record.
         shot: index of the shot whose wavefield is modelled.
-        velocity_scale_mps: the velocity network's output (order one) times this is the
-            update to the initial model, m/s; None: half the velocity range.
+        velocity_scale_mps: the largest update to the initial model, m/s: the update is this
+            times tanh of the velocity network's output; None: half the velocity range.
+        velocity_warmup_steps: steps during which the velocity stays the initial model
+            (its network gets no gradient) while the wavefield learns it.
         adaptive_pool, adaptive_every: candidate points and refresh interval (steps) of
             the ``adaptive`` sampler.
         losses: what validation and test score the velocity grid with, default
@@ -115,14 +119,15 @@ class PINN(SurveyFit):
                  weights: Optional[Mapping[str, float]] = None, sampler: SamplerName = "sobol",
                  collocation_points: int = 2048, initial_points: int = 1024, data_points: int = 1024,
                  initial_times_s: Optional[Sequence[float]] = None, end_time_s: Optional[float] = None, shot: int = 0,
-                 velocity_scale_mps: Optional[float] = None, adaptive_pool: int = 8192, adaptive_every: int = 50,
+                 velocity_scale_mps: Optional[float] = None, velocity_warmup_steps: int = 0, adaptive_pool: int = 8192, adaptive_every: int = 50,
                  losses: LossesSpec = None, optimizer: Optional[dict] = None, scheduler: Optional[dict] = None,
                  initial: Optional[dict] = None, figure_every_n_steps: int = 0):
         super().__init__(problem, mode=mode, wavefield=wavefield or dict(DEFAULT_WAVEFIELD),
                          velocity_network=velocity_network or dict(DEFAULT_VELOCITY), weights=dict(weights or {}),
                          sampler=sampler, collocation_points=collocation_points, initial_points=initial_points,
                          data_points=data_points, initial_times_s=initial_times_s, end_time_s=end_time_s, shot=shot,
-                         velocity_scale_mps=velocity_scale_mps, adaptive_pool=adaptive_pool, adaptive_every=adaptive_every,
+                         velocity_scale_mps=velocity_scale_mps, velocity_warmup_steps=velocity_warmup_steps,
+                         adaptive_pool=adaptive_pool, adaptive_every=adaptive_every,
                          losses=losses, optimizer=optimizer or dict(DEFAULT_PINN_OPTIMIZER), scheduler=scheduler,
                          initial=initial, figure_every_n_steps=figure_every_n_steps)
 
@@ -138,7 +143,7 @@ class PINN(SurveyFit):
             raise ConfigError(f"unknown sampler {hp['sampler']!r}; choose uniform, sobol or adaptive", key="sampler")
         self.weights = _checked_weights(hp["weights"])
         for name, low in (("collocation_points", 1), ("initial_points", 0), ("data_points", 0), ("adaptive_pool", 2),
-                          ("adaptive_every", 1)):
+                          ("adaptive_every", 1), ("velocity_warmup_steps", 0)):
             value = hp[name]
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"expected a whole number >= {low}, got {value!r}", key=name)
@@ -209,7 +214,10 @@ class PINN(SurveyFit):
         grid = points.reshape(1, 1, -1, 2).to(self.start.dtype)
         velocity = F.grid_sample(self.start, grid, mode="bilinear", align_corners=True).reshape(-1)
         if self.velocity_net is not None:
-            velocity = velocity + self.velocity_scale * self.velocity_net(points)[:, 0]
+            update = self.velocity_scale * torch.tanh(self.velocity_net(points)[:, 0])
+            if self.training and self.global_step < self.hparams["velocity_warmup_steps"]:
+                update = update.detach()  # the wavefield first learns the initial model's physics
+            velocity = velocity + update
         return velocity.clamp(*self.problem.velocity_range)
 
     def wavefield_at(self, points: torch.Tensor) -> torch.Tensor:
@@ -319,8 +327,10 @@ class PINN(SurveyFit):
         return sum(losses) / len(losses)
 
     def data_misfit(self, data: torch.Tensor, count: int) -> torch.Tensor:
-        """Mean squared difference of the wavefield at the receivers and the recorded traces of the shot
-        (data [B, S, T, R] raw amplitudes; the first sample's), inside the time window."""
+        """Relative misfit of the wavefield at the receivers and the recorded traces of the shot (data
+        [B, S, T, R] raw amplitudes; the first sample's) inside the time window: the mean squared
+        difference over the mean square of the traces (receivers far from the source record amplitudes
+        far below the snapshots', which set the wavefield's scale)."""
         survey = self.problem.survey
         first, last = self.steps[0], self.steps[-1]
         traces = data[0, self.hparams["shot"], first : last + 1] / self.amplitude  # [T', R]
@@ -334,7 +344,8 @@ class PINN(SurveyFit):
         if chosen is not None:
             t_index, r_index = t_index[chosen], r_index[chosen]
         points = torch.cat([receivers[r_index], tau[t_index, None]], dim=1)
-        return (self.wavefield_at(points) - traces[t_index, r_index].float()).square().mean()
+        misfit = (self.wavefield_at(points) - traces[t_index, r_index].float()).square().mean()
+        return misfit / traces.float().square().mean().clamp_min(1e-30)
 
     def smoothness(self, points: torch.Tensor) -> torch.Tensor:
         """Mean squared gradient of the velocity on the [-1, 1] scale of the range, over normalised (x, z) points [N, 2]."""
