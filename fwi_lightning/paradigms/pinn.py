@@ -54,6 +54,7 @@ from fwi_lightning import plotting, registry
 from fwi_lightning.errors import ConfigError
 from fwi_lightning.networks.coordinate import CoordinateNetwork
 from fwi_lightning.paradigms.collocation import CollocationSampler, SamplerName
+from fwi_lightning.paradigms.base import OptimizerGroup
 from fwi_lightning.paradigms.initial import initial_velocity
 from fwi_lightning.paradigms.survey_fit import SurveyFit, model_errors
 from fwi_lightning.physics import wavelets
@@ -95,6 +96,11 @@ class PINN(SurveyFit):
             times tanh of the velocity network's output; None: half the velocity range.
         velocity_warmup_steps: steps during which the velocity stays the initial model
             (its network gets no gradient) while the wavefield learns it.
+        velocity_lr_factor: the velocity network's learning rate is the optimiser's times this
+            (a slow velocity keeps it from absorbing the young wavefield's errors).
+        time_marching_steps: over this many first steps the collocation points' latest time
+            grows linearly from the second snapshot to the window's end (the wavefield is
+            learnt in the order the wave equation propagates it); 0: the whole window at once.
         adaptive_pool, adaptive_every: candidate points and refresh interval (steps) of
             the ``adaptive`` sampler.
         losses: what validation and test score the velocity grid with, default
@@ -119,7 +125,9 @@ class PINN(SurveyFit):
                  weights: Optional[Mapping[str, float]] = None, sampler: SamplerName = "sobol",
                  collocation_points: int = 2048, initial_points: int = 1024, data_points: int = 1024,
                  initial_times_s: Optional[Sequence[float]] = None, end_time_s: Optional[float] = None, shot: int = 0,
-                 velocity_scale_mps: Optional[float] = None, velocity_warmup_steps: int = 0, adaptive_pool: int = 8192, adaptive_every: int = 50,
+                 velocity_scale_mps: Optional[float] = None, velocity_warmup_steps: int = 0,
+                 velocity_lr_factor: float = 1.0,
+                 time_marching_steps: int = 0, adaptive_pool: int = 8192, adaptive_every: int = 50,
                  losses: LossesSpec = None, optimizer: Optional[dict] = None, scheduler: Optional[dict] = None,
                  initial: Optional[dict] = None, figure_every_n_steps: int = 0):
         super().__init__(problem, mode=mode, wavefield=wavefield or dict(DEFAULT_WAVEFIELD),
@@ -127,7 +135,8 @@ class PINN(SurveyFit):
                          sampler=sampler, collocation_points=collocation_points, initial_points=initial_points,
                          data_points=data_points, initial_times_s=initial_times_s, end_time_s=end_time_s, shot=shot,
                          velocity_scale_mps=velocity_scale_mps, velocity_warmup_steps=velocity_warmup_steps,
-                         adaptive_pool=adaptive_pool, adaptive_every=adaptive_every,
+                         velocity_lr_factor=velocity_lr_factor,
+                         time_marching_steps=time_marching_steps, adaptive_pool=adaptive_pool, adaptive_every=adaptive_every,
                          losses=losses, optimizer=optimizer or dict(DEFAULT_PINN_OPTIMIZER), scheduler=scheduler,
                          initial=initial, figure_every_n_steps=figure_every_n_steps)
 
@@ -143,7 +152,8 @@ class PINN(SurveyFit):
             raise ConfigError(f"unknown sampler {hp['sampler']!r}; choose uniform, sobol or adaptive", key="sampler")
         self.weights = _checked_weights(hp["weights"])
         for name, low in (("collocation_points", 1), ("initial_points", 0), ("data_points", 0), ("adaptive_pool", 2),
-                          ("adaptive_every", 1), ("velocity_warmup_steps", 0)):
+                          ("adaptive_every", 1), ("velocity_warmup_steps", 0),
+                          ("time_marching_steps", 0)):
             value = hp[name]
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"expected a whole number >= {low}, got {value!r}", key=name)
@@ -156,6 +166,9 @@ class PINN(SurveyFit):
         if scale is not None and not (isinstance(scale, (int, float)) and scale > 0):
             raise ConfigError(f"expected a number > 0 in m/s, got {scale!r}", key="velocity_scale_mps")
         self.velocity_scale = float(scale) if scale is not None else (v_max - v_min) / 2.0
+        factor = hp["velocity_lr_factor"]
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 0:
+            raise ConfigError(f"expected a number > 0, got {factor!r}", key="velocity_lr_factor")
 
         self.wavefield = _coordinate_network(hp["wavefield"], "wavefield", self.problem, 3)
         self.velocity_net = None
@@ -183,6 +196,16 @@ class PINN(SurveyFit):
         # d/dt = (2 / duration) d/dtau, d/dx = (2 / L_x) d/dxi; residual divided by omega^2
         self.time_factor = (2.0 / self.duration_s) ** 2 / omega**2
         self.space_factors = ((2.0 / lengths[0]) ** 2 / omega**2, (2.0 / lengths[1]) ** 2 / omega**2)
+
+    def optimizer_groups(self) -> dict[str, OptimizerGroup]:
+        """One optimiser: the wavefield network at the optimiser's learning rate, the velocity network's
+        at `velocity_lr_factor` times it."""
+        spec = self.hparams.get("optimizer") or {}
+        groups: list[dict[str, Any]] = [{"params": list(self.wavefield.parameters())}]
+        if self.velocity_net is not None:
+            lr = float(spec.get("lr", DEFAULT_PINN_OPTIMIZER["lr"])) * float(self.hparams["velocity_lr_factor"])
+            groups.append({"params": list(self.velocity_net.parameters()), "lr": lr})
+        return {"model": OptimizerGroup(groups, spec, self.hparams.get("scheduler"))}
 
     # -- coordinates --------------------------------------------------------------------
 
@@ -304,6 +327,7 @@ class PINN(SurveyFit):
         hp = self.hparams
         if self.weights["pde"] > 0:
             points = self.sampler(hp["collocation_points"], device, residual=lambda p: self.pde_residual(p, create_graph=False))
+            points = self.marched(points)
             terms["pde"] = self.pde_residual(points).square().mean()
         if self.weights["initial"] > 0:
             terms["initial"] = self.initial_misfit(hp["initial_points"])
@@ -312,6 +336,16 @@ class PINN(SurveyFit):
         if self.weights["smoothness"] > 0 and self.velocity_net is not None:
             terms["smoothness"] = self.smoothness(torch.rand(hp["collocation_points"], 2, device=device) * 2.0 - 1.0)
         return terms
+
+    def marched(self, points: torch.Tensor) -> torch.Tensor:
+        """Collocation points [N, 3] with their times squeezed into [-1, tau_max], tau_max growing from the
+        second snapshot to 1 over the first `time_marching_steps` steps (unchanged after, or when 0)."""
+        steps = self.hparams["time_marching_steps"]
+        if not steps or self.global_step >= steps:
+            return points
+        second = float(self.to_time(self.steps[1] * self.problem.survey.dt))
+        latest = second + (1.0 - second) * self.global_step / steps
+        return torch.cat([points[:, :2], -1.0 + (points[:, 2:] + 1.0) * (latest + 1.0) / 2.0], dim=1)
 
     def initial_misfit(self, count: int) -> torch.Tensor:
         """Mean squared difference of the wavefield and the two snapshots (nondimensional)."""
