@@ -16,7 +16,7 @@ never wall-clock time, so load from other processes does not bias them. Run it w
 thread, one process: ``--threads 1``.
 
 Usage:
-    python benchmarks/pinn.py --threads 1 [--forward-steps 4000] [--inversion-steps 3000] [--out benchmarks]
+    python benchmarks/pinn.py --threads 1 [--forward-steps 3000] [--inversion-steps 3000] [--out benchmarks]
     python benchmarks/pinn.py --threads 1 --tiny          # smoke run: a few steps of everything
 
 Figures measured: benchmarks/README.md, "PINN: forward against the Simulator, inversion against FWI".
@@ -170,7 +170,7 @@ def inversion_figure(problem, true, start, pinn, fwi, results: dict[str, Any], p
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--forward-steps", type=int, default=4000)
+    parser.add_argument("--forward-steps", type=int, default=3000)
     parser.add_argument("--inversion-steps", type=int, default=3000)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the measured setting)")
     parser.add_argument("--tiny", action="store_true", help="smoke run: 20 steps of each")

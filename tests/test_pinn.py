@@ -138,6 +138,18 @@ def test_samplers_fill_the_box_and_the_adaptive_one_follows_the_residual():
         CollocationSampler("halton", 3)
 
 
+def test_time_marching_grows_the_collocation_window_and_the_velocity_learns_slower(homogeneous):
+    model = build(homogeneous, time_marching_steps=10, velocity_lr_factor=0.1, optimizer={"name": "adam", "lr": 0.01})
+    points = torch.rand(4096, 3) * 2.0 - 1.0
+    second = float(model.to_time(model.steps[1] * model.problem.survey.dt))
+    assert model.global_step == 0
+    assert math.isclose(float(model.marched(points)[:, 2].max()), second, abs_tol=2e-3)  # the first step: up to t2
+    assert torch.equal(model.marched(points)[:, :2], points[:, :2])
+    optimizer = model.configure_optimizers()
+    assert [group["lr"] for group in optimizer.param_groups] == [0.01, pytest.approx(0.001)]
+    assert {id(p) for p in optimizer.param_groups[1]["params"]} == {id(p) for p in model.velocity_net.parameters()}
+
+
 # ---------------------------------------------------------------------------
 # Simulator snapshots
 
