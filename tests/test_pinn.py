@@ -209,6 +209,7 @@ def test_inversion_trains_the_velocity_network_from_the_data():
     assert not torch.equal(model.current_velocity(), start)
 
 
+@pytest.mark.slow
 def test_pinn_contract_forward_and_inversion():
     check = testing.check_paradigm("pinn", mode="inversion", data=tiny_survey_data(300.0),
                                    initial={"name": "linear", "v_top_mps": BACKGROUND, "v_bottom_mps": BACKGROUND})
@@ -219,6 +220,7 @@ def test_pinn_contract_forward_and_inversion():
     assert forward.fit_metrics["train/pde"] >= 0.0
 
 
+@pytest.mark.slow
 def test_experiment_writes_wavefield_and_velocity_figures(tmp_path):
     experiment = testing.tiny_experiment({"name": "pinn", "mode": "forward", "figure_every_n_steps": 1,
                                           **{k: v for k, v in testing.TINY_PARADIGM_NETWORKS["pinn"].items() if k == "wavefield"}},
