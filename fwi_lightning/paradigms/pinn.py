@@ -113,8 +113,9 @@ class PINN(SurveyFit):
     Raises:
         ConfigError: an unknown weight name or a negative weight, a non-coordinate
             network, bad point counts, initial times or an end time outside the record
-            or not increasing (a zero-duration window), a shot outside the survey, a
-            receiver outside the grid (at build), or ``forward`` without a known model.
+            or not increasing (a zero-duration window), a shot outside the survey, or
+            ``forward`` without a known model. (A receiver outside the grid, the
+            coordinate networks' domain, is refused by the `Survey` itself.)
     """
 
     #: The networks its network parameters take (the contract matrix pairs it with these alone).
