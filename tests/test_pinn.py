@@ -265,3 +265,12 @@ def test_bad_pinn_input_gives_one_line_and_exit_2(case, overrides, fragments, tm
     assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
     for fragment in fragments:
         assert fragment in err, err
+
+
+def test_a_coordinate_network_in_supervised_exits_2_with_one_line(tmp_path, capsys):
+    quickstart = str(REPO / "experiments" / "quickstart.yaml")
+    status = main([quickstart, f"run_dir={tmp_path}", "--dry-run", "model.network={name: pinn_siren}", "logger=csv",
+                   "data.num_workers=0"])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert err.count("\n") == 1 and "model.network.name" in err and "coordinate network" in err, err
