@@ -18,6 +18,7 @@ thread, one process: ``--threads 1``.
 Usage:
     python benchmarks/pinn.py --threads 1 [--forward-steps 3000] [--inversion-steps 3000] [--out benchmarks]
     python benchmarks/pinn.py --threads 1 --tiny          # smoke run: a few steps of everything
+    python benchmarks/pinn.py --threads 1 --only inversion   # one part again, the other kept in pinn.json
 
 Figures measured: benchmarks/README.md, "PINN: forward against the Simulator, inversion against FWI".
 """
@@ -175,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the measured setting)")
     parser.add_argument("--tiny", action="store_true", help="smoke run: 20 steps of each")
     parser.add_argument("--out", default="benchmarks", help="folder of the figures, the json and the runs")
+    parser.add_argument("--only", choices=("forward", "inversion"), default=None,
+                        help="run one part; the other's entry of an existing pinn.json is kept")
     args = parser.parse_args(argv)
 
     import torch
@@ -185,8 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     steps = (20, 20) if args.tiny else (args.forward_steps, args.inversion_steps)
     started = time.process_time()
-    summary = {"forward": forward(steps[0], out), "inversion": inversion(steps[1], out),
-               "threads": args.threads, "load_average": os.getloadavg()}
+    summary = json.loads((out / "pinn.json").read_text()) if args.only and (out / "pinn.json").exists() else {}
+    if args.only in (None, "forward"):
+        summary["forward"] = forward(steps[0], out)
+    if args.only in (None, "inversion"):
+        summary["inversion"] = inversion(steps[1], out)
+    summary.update(threads=args.threads, load_average=os.getloadavg())
     summary["cpu_seconds"] = time.process_time() - started
     (out / "pinn.json").write_text(json.dumps(summary, indent=2))
     print(f"{summary['cpu_seconds']:.0f} CPU s in all; {out / 'pinn.json'}")
