@@ -51,7 +51,7 @@ CallbacksSpec = Annotated[Optional[dict], ComponentRef("callbacks", mapping=True
 #: Constructor parameters the framework passes itself, never read from YAML, per group.
 INJECTED: dict[str, tuple[str, ...]] = {
     "paradigms": ("problem",),
-    "networks": ("problem",),
+    "networks": ("problem", "in_features"),  # in_features: coordinate networks, from the pinn paradigm
     "losses": ("problem",),
     "velocity": ("shape", "spacing", "velocity_range"),
     "datamodules": ("seed",),
