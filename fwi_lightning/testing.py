@@ -64,6 +64,9 @@ TINY_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "pinn_mlp": {"width": 8, "depth": 1},
         "pinn_siren": {"width": 8, "depth": 1},
     },
+    "velocity": {
+        "marmousi2": {"depth": "random"},  # a window at the top lies wholly in its 450 m of water
+    },
     "datamodules": {
         "single_survey": {"survey": dict(TINY_SURVEY), "model": {"name": "flatvel"}, "velocity_range": list(TINY_VELOCITY_RANGE)},
     },

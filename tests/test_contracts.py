@@ -112,12 +112,13 @@ def settings(request) -> Callable[[str, str], dict]:
             return request.getfixturevalue("openfwi_files")
         if (group, name) == ("datamodules", "simulated"):
             return {k: v for k, v in testing.tiny_data_config().items() if k != "name"}
-        if (group, name) == ("velocity", "marmousi"):
-            from fwi_lightning.data.families.model_file import DATA_ENV, MARMOUSI_FILE
+        if (group, name) in (("velocity", "marmousi"), ("velocity", "marmousi2")):
+            from fwi_lightning.data.families.model_file import DATA_ENV, MARMOUSI2_FILE, MARMOUSI_FILE
 
+            file = MARMOUSI_FILE if name == "marmousi" else MARMOUSI2_FILE
             root = os.environ.get(DATA_ENV)
-            if not root or not os.path.isfile(os.path.join(root, MARMOUSI_FILE)):
-                pytest.skip(f"Marmousi not found: set {DATA_ENV} to the folder holding {MARMOUSI_FILE}")
+            if not root or not os.path.isfile(os.path.join(root, file)):
+                pytest.skip(f"{name} not found: set {DATA_ENV} to the folder holding {file}")
         return testing.tiny_settings(group, name)
 
     return get
