@@ -9,6 +9,7 @@ import torch
 from fwi_lightning import registry
 from fwi_lightning.errors import ConfigError, DataError
 from fwi_lightning.losses.adversarial import build_objective, gradient_penalty
+from fwi_lightning.losses.weighting import positive_weight
 from fwi_lightning.paradigms.base import OptimizerGroup, ParadigmBase
 from fwi_lightning.problem import Problem
 from fwi_lightning.specs import CriticSpec, LossesSpec, NetworkSpec
@@ -74,7 +75,7 @@ class Adversarial(ParadigmBase):
             raise ConfigError("the adversarial paradigm needs a generator network, e.g. {name: inversionnet}", key="network")
         self.objective = build_objective(hparams["objective"])
         for key in ("gp_weight", "adversarial_weight"):
-            _check_positive(hparams[key], key)
+            positive_weight(hparams[key], key)
         steps = hparams.get("critic_steps")
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
             raise ConfigError(f"critic_steps must be a positive integer, got {steps!r}; e.g. 5 (wgan_gp) or 1",
@@ -139,8 +140,3 @@ class Adversarial(ParadigmBase):
 def _trainable(module: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in module.parameters() if p.requires_grad]
 
-
-def _check_positive(value: Any, key: str) -> None:
-    """Raise a `ConfigError` at `key` unless `value` is a positive number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(f"'{key}' must be a positive number, got {value!r}; e.g. {key}: 1.0", key=key)
