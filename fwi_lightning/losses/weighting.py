@@ -186,7 +186,8 @@ def positive_weight(value: Any, key: str) -> float:
         ConfigError: at `key`, naming the value.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
-        raise ConfigError(f"'{key.rsplit('.', 1)[-1]}' must be a positive number, got {value!r}; e.g. 1.0", key=key)
+        leaf = key.rsplit(".", 1)[-1]
+        raise ConfigError(f"'{leaf}' must be a positive number, got {value!r}; set e.g. {leaf}: 1.0", key=key)
     return float(value)
 
 
