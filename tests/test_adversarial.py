@@ -187,14 +187,18 @@ def test_a_step_scheduler_steps_after_every_step_of_its_own_optimiser(tmp_path):
 # ---------------------------------------------------------------------------
 # Bad input: exit 2 with one line naming the file, the key and the fix
 
-def write_experiment(path: Path, **model: object) -> Path:
-    """A tiny adversarial experiment file (JSON, which is YAML) with `model` merged into its model section."""
-    section = {"name": "adversarial", "network": dict(testing.TINY_NETWORK), "critic": {"name": "velocitygan", "channels": [4, 4]},
-               **model}
-    experiment = {"schema_version": 1, "model": section, "data": testing.tiny_data_config(), "trainer": {"max_epochs": 1},
+def write_experiment(path: Path, model: dict) -> Path:
+    """A tiny experiment file (JSON, which is YAML) with the given model section."""
+    experiment = {"schema_version": 1, "model": model, "data": testing.tiny_data_config(), "trainer": {"max_epochs": 1},
                   "logger": "csv", "callbacks": {"figures": None}}
     path.write_text(json.dumps(experiment, indent=1))
     return path
+
+
+def tiny_gan(**model: object) -> dict:
+    """The model section of a tiny adversarial experiment, with `model` merged in."""
+    return {"name": "adversarial", "network": dict(testing.TINY_NETWORK), "critic": {"name": "velocitygan", "channels": [4, 4]},
+            **model}
 
 
 def assert_one_line_exit_2(config: Path, run_dir: Path, capsys, fragments: list[str]) -> None:
@@ -217,12 +221,12 @@ def assert_one_line_exit_2(config: Path, run_dir: Path, capsys, fragments: list[
     ({"critic": {"name": "velocitygann"}}, ["key 'model.critic.name'", "did you mean 'velocitygan'"]),
 ])
 def test_bad_input_exits_2_with_one_line(model, fragments, tmp_path, capsys):
-    assert_one_line_exit_2(write_experiment(tmp_path / "gan.yaml", **model), tmp_path / "runs", capsys, fragments)
+    assert_one_line_exit_2(write_experiment(tmp_path / "gan.yaml", tiny_gan(**model)), tmp_path / "runs", capsys, fragments)
     assert not (tmp_path / "runs").exists()
 
 
 def test_the_tiny_experiment_without_bad_input_builds(tmp_path, capsys):
-    config = write_experiment(tmp_path / "gan.yaml")
+    config = write_experiment(tmp_path / "gan.yaml", tiny_gan())
     assert main([str(config), f"run_dir={tmp_path / 'runs'}", "--dry-run"]) == 0, capsys.readouterr().err
 
 

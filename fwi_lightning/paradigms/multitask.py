@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Any, Mapping, Optional
 
 import torch
@@ -10,10 +11,10 @@ from torch import nn
 
 from fwi_lightning import registry
 from fwi_lightning.errors import ConfigError, suggestion
-from fwi_lightning.losses.tasks import TASKS
+from fwi_lightning.losses.tasks import TASKS, Task
 from fwi_lightning.losses.weighting import build_weighting, positive_weight
 from fwi_lightning.networks.base import Features, VelocityNetwork
-from fwi_lightning.paradigms.base import OptimizerGroup, ParadigmBase, _construct
+from fwi_lightning.paradigms.base import OptimizerGroup, ParadigmBase
 from fwi_lightning.precision import full_precision
 from fwi_lightning.problem import Problem
 from fwi_lightning.specs import LossesSpec, NetworkSpec
@@ -86,8 +87,7 @@ class MultiTask(ParadigmBase):
         self.network = registry.build("networks", hparams["network"], key="network", problem=self.problem)
         require_split(self.network, hparams["network"])
         auxiliary = [name for name in heads if name != "velocity"]
-        self.tasks = nn.ModuleDict({
-            name: _construct(TASKS[name], (self.problem,), heads[name][1], key=f"heads.{name}") for name in auxiliary})
+        self.tasks = nn.ModuleDict({name: build_task(name, heads[name][1], self.problem) for name in auxiliary})
         self.decoders = nn.ModuleDict({name: self._decoder_copy() for name in auxiliary})
         self.weighting = build_weighting(hparams["weighting"], {name: weight for name, (weight, _) in heads.items()},
                                          alpha=float(alpha))
@@ -191,6 +191,22 @@ def parse_heads(spec: Any) -> dict[str, tuple[float, dict[str, Any]]]:
         raise ConfigError("heads must include velocity (the prediction every paradigm makes); e.g. {velocity: 1.0, "
                           "interfaces: 0.5}", key="heads.velocity")
     return {"velocity": heads.pop("velocity"), **heads}
+
+
+def build_task(name: str, params: Mapping[str, Any], problem: Problem) -> Task:
+    """The auxiliary task `name` of `TASKS` built with its YAML `params`; errors are keyed ``heads.<name>.<param>``.
+
+    Raises:
+        ConfigError: an unknown parameter, or one the task rejects.
+    """
+    cls = TASKS[name]
+    accepted = [p for p in inspect.signature(cls).parameters if p != "problem"]
+    with registry.located(f"heads.{name}"):
+        for param in params:
+            if param not in accepted:
+                raise ConfigError(f"head '{name}' has no parameter '{param}'{suggestion(param, accepted)}; it takes "
+                                  f"weight{''.join(', ' + a for a in accepted)}", key=param)
+        return cls(problem, **params)
 
 
 def require_split(network: Any, spec: Any) -> None:
