@@ -120,6 +120,13 @@ def test_contract_fit_test_reload_predict(objective):
     assert ("train/gradient_penalty" in logged) == (objective == "wgan_gp")
 
 
+def test_a_content_loss_may_read_the_critic_score():
+    # the generator's own adversarial term written as a loss on the named output (tests/test_paradigm_seams.py)
+    run = testing.check_paradigm("adversarial", critic={"name": "velocitygan", "channels": [4, 4]},
+                                 losses={"l1": 1.0, "score": {"name": "test_paradigm_seams:CriticScore", "weight": 0.1}})
+    assert {"train/score", "val/loss"} <= set(run.fit_metrics)
+
+
 def test_mixing_matrix_holds_adversarial_with_every_network_loss_and_callback():
     rows = set(matrix())
     for group, param in (("networks", "network"), ("losses", "losses"), ("callbacks", "callbacks")):

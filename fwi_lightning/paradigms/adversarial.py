@@ -31,6 +31,9 @@ class Adversarial(ParadigmBase):
     steps, minimising the weighted content ``losses`` plus ``adversarial_weight`` times
     the objective's generator loss. The count of critic steps is a buffer
     (``critic_steps_taken``), saved in checkpoints, so a resumed run keeps the ratio.
+    The paradigm produces ``velocity`` (m/s) and ``critic_score`` (the critic's score of
+    it, [B]), so a content loss may read the score too (an `OutputLoss` with
+    ``reads = ("critic_score",)``).
 
     Logged in training: ``train/loss`` (the generator's total, on generator steps),
     ``train/<term>`` (each content loss, unweighted), ``train/adversarial`` (the
@@ -57,6 +60,8 @@ class Adversarial(ParadigmBase):
         ConfigError: unknown objective, a weight or step count that is not positive, a
             critic that does not fit the grid.
     """
+
+    produces = ("velocity", "critic_score")
 
     def __init__(self, problem: Problem | dict, network: NetworkSpec, critic: CriticSpec = None,
                  objective: str = "wgan_gp", critic_steps: Optional[int] = None, gp_weight: float = 10.0,
@@ -90,6 +95,11 @@ class Adversarial(ParadigmBase):
         """Data [B, S, T, R] raw amplitudes -> velocity [B, 1, NZ, NX] in m/s (the generator)."""
         return self.network(data)
 
+    def outputs(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """``velocity`` [B, 1, NZ, NX] in m/s and its ``critic_score`` [B]."""
+        velocity = self(batch["data"])
+        return {"velocity": velocity, "critic_score": self.critic(self.problem.normalise_velocity(velocity))}
+
     def optimizer_groups(self) -> dict[str, OptimizerGroup]:
         """``generator`` (``optimizer``, ``scheduler``) and ``critic`` (``critic_optimizer``, ``critic_scheduler``)."""
         return {
@@ -111,7 +121,7 @@ class Adversarial(ParadigmBase):
         self._critic_step(real, fake.detach(), size)
         if (int(self.critic_steps_taken) - 1) % self.critic_steps == 0:
             with self.toggled_optimizer(self.optimizer("generator")):
-                self._generator_step({"velocity": prediction}, fake, batch, size)
+                self._generator_step({"velocity": prediction, "critic_score": self.critic(fake)}, batch, size)
 
     def _critic_step(self, real: torch.Tensor, fake: torch.Tensor, size: int) -> None:
         """Normalised true and (detached) generated velocity [B, 1, NZ, NX] -> one critic step."""
@@ -127,11 +137,11 @@ class Adversarial(ParadigmBase):
         logged["train/critic_loss"] = loss.detach()
         self.log_dict(logged, on_step=False, on_epoch=True, batch_size=size)
 
-    def _generator_step(self, outputs: Mapping[str, torch.Tensor], fake: torch.Tensor, batch: Mapping[str, Any],
-                        size: int) -> None:
-        """Content losses on `outputs` plus the weighted adversarial term on `fake` -> one generator step."""
+    def _generator_step(self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, Any], size: int) -> None:
+        """Content losses on the named `outputs` plus the weighted adversarial term of their
+        ``critic_score`` -> one generator step."""
         content, terms = self.criterion(outputs, batch)
-        adversarial = self.objective.generator_loss(self.critic(fake))
+        adversarial = self.objective.generator_loss(outputs["critic_score"])
         total = content + self.hparams["adversarial_weight"] * adversarial
         self.manual_step("generator", total)
         self.log_losses("train", total.detach(), {**terms, "adversarial": adversarial}, size)
