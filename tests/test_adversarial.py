@@ -127,6 +127,16 @@ def test_a_content_loss_may_read_the_critic_score():
     assert {"train/score", "val/loss"} <= set(run.fit_metrics)
 
 
+def test_the_contributing_example_paradigm_passes_the_contract(fake_distribution):
+    # CONTRIBUTING.md's manual-optimisation paradigm, as written there, is a working paradigm
+    text = (REPO / "CONTRIBUTING.md").read_text()
+    section = text[text.index("## Writing a manual-optimisation paradigm"):]
+    source = section[section.index("```python\n") + len("```python\n"):section.index("\n```\n")]
+    fake_distribution("my-gan", "0.1", {}, {"my_gan_example": source})
+    run = testing.check_paradigm("my_gan_example:MyGAN", critic={"name": "velocitygan", "channels": [4, 4]}, critic_steps=1)
+    assert {"train/loss", "train/critic_loss", "val/loss"} <= set(run.fit_metrics)
+
+
 def test_mixing_matrix_holds_adversarial_with_every_network_loss_and_callback():
     rows = set(matrix())
     for group, param in (("networks", "network"), ("losses", "losses"), ("callbacks", "callbacks")):

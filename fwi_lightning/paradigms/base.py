@@ -8,7 +8,9 @@ training. A paradigm fills in `configure_models`, `forward` and `training_step`,
 where it needs them `produces` + `outputs` (named outputs beyond ``velocity``) and
 `optimizer_groups` (several optimisers, e.g. generator and critic, for manual
 optimisation). Validation, test and prediction of velocity, metric logging and the
-optimisers/schedulers from YAML are shared here.
+optimisers/schedulers from YAML are shared here. Under manual optimisation a paradigm
+steps each group with `manual_step` (zero, backward, step, and its per-step scheduler)
+and the base steps the per-epoch schedulers in `on_train_epoch_end`.
 
 Logged names: ``train/loss`` and ``train/<term>`` (each loss term unweighted),
 ``val/loss`` (the checkpoint monitor), ``val/{mae,rmse,ssim,...}`` velocity metrics,
