@@ -24,6 +24,20 @@ from test_resume import _final_weights, _finished, _fwi_run
 REPO = Path(__file__).resolve().parents[1]
 
 
+def write_experiment(path: Path, model: dict) -> Path:
+    """A tiny experiment file (JSON, which is YAML) with the given model section."""
+    experiment = {"schema_version": 1, "model": model, "data": testing.tiny_data_config(), "trainer": {"max_epochs": 1},
+                  "logger": "csv", "callbacks": {"figures": None}}
+    path.write_text(json.dumps(experiment, indent=1))
+    return path
+
+
+def tiny_gan(**model: object) -> dict:
+    """The model section of a tiny adversarial experiment, with `model` merged in."""
+    return {"name": "adversarial", "network": dict(testing.TINY_NETWORK), "critic": {"name": "velocitygan", "channels": [4, 4]},
+            **model}
+
+
 # ---------------------------------------------------------------------------
 # Objectives and gradient penalty against their definitions
 
@@ -166,8 +180,7 @@ class CountSteps(Callback):
 ])
 def test_critic_and_generator_steps_follow_the_ratio(objective, critic_steps, generator_steps, tmp_path):
     counter = CountSteps()
-    model = {"name": "adversarial", "network": dict(testing.TINY_NETWORK), "objective": objective,
-             "critic_steps": critic_steps, "critic": {"name": "velocitygan", "channels": [4, 4]}}
+    model = tiny_gan(objective=objective, critic_steps=critic_steps)
     experiment = testing.tiny_experiment(model, data=testing.tiny_data_config(sizes={"train": 8, "val": 2, "test": 2}, batch_size=1),
                                          run_dir=tmp_path)
     experiment["trainer"] = {**testing.TINY_TRAINER, "fast_dev_run": False, "max_epochs": 1, "limit_val_batches": 1,
@@ -185,12 +198,10 @@ def test_critic_and_generator_steps_follow_the_ratio(objective, critic_steps, ge
 
 
 def test_a_step_scheduler_steps_after_every_step_of_its_own_optimiser(tmp_path):
-    model = {"name": "adversarial", "network": dict(testing.TINY_NETWORK), "critic_steps": 2,
-             "critic": {"name": "velocitygan", "channels": [4, 4]},
-             "optimizer": {"name": "sgd", "lr": 1.0e-3},
-             "scheduler": {"name": "step", "step_size": 1, "gamma": 0.5, "interval": "step"},
-             "critic_optimizer": {"name": "sgd", "lr": 1.0e-3},
-             "critic_scheduler": {"name": "step", "step_size": 1, "gamma": 0.5, "interval": "epoch"}}
+    model = tiny_gan(critic_steps=2, optimizer={"name": "sgd", "lr": 1.0e-3},
+                     scheduler={"name": "step", "step_size": 1, "gamma": 0.5, "interval": "step"},
+                     critic_optimizer={"name": "sgd", "lr": 1.0e-3},
+                     critic_scheduler={"name": "step", "step_size": 1, "gamma": 0.5, "interval": "epoch"})
     experiment = testing.tiny_experiment(model, run_dir=tmp_path)
     experiment["trainer"] = {**testing.TINY_TRAINER, "fast_dev_run": False, "max_epochs": 2, "limit_val_batches": 1,
                              "limit_test_batches": 1}
@@ -203,20 +214,6 @@ def test_a_step_scheduler_steps_after_every_step_of_its_own_optimiser(tmp_path):
 
 # ---------------------------------------------------------------------------
 # Bad input: exit 2 with one line naming the file, the key and the fix
-
-def write_experiment(path: Path, model: dict) -> Path:
-    """A tiny experiment file (JSON, which is YAML) with the given model section."""
-    experiment = {"schema_version": 1, "model": model, "data": testing.tiny_data_config(), "trainer": {"max_epochs": 1},
-                  "logger": "csv", "callbacks": {"figures": None}}
-    path.write_text(json.dumps(experiment, indent=1))
-    return path
-
-
-def tiny_gan(**model: object) -> dict:
-    """The model section of a tiny adversarial experiment, with `model` merged in."""
-    return {"name": "adversarial", "network": dict(testing.TINY_NETWORK), "critic": {"name": "velocitygan", "channels": [4, 4]},
-            **model}
-
 
 def assert_one_line_exit_2(config: Path, run_dir: Path, capsys, fragments: list[str]) -> None:
     """``fwi-run --dry-run`` on `config` exits 2 with one line naming the file and every fragment."""
