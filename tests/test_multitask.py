@@ -220,6 +220,22 @@ def test_uncertainty_weights_are_learnable_move_and_are_logged(tmp_path):
     assert logged["train/velocity_weight"] == pytest.approx(float(final[0]), rel=0.1)
 
 
+def test_learned_task_weights_and_gradnorms_initial_losses_are_checkpointed(tmp_path):
+    experiment = testing.tiny_experiment(tiny_multitask(heads=THREE_HEADS, weighting="gradnorm", weighting_lr=0.05),
+                                         run_dir=tmp_path)
+    experiment["trainer"] = {**testing.TINY_TRAINER, "fast_dev_run": False, "max_epochs": 2, "limit_val_batches": 1,
+                             "limit_test_batches": 1}
+    result = testing.run_experiment(experiment)
+    trained = result.run.model.weighting
+    assert not torch.isnan(trained.initial_losses).any()
+    assert trained.task_weights.detach().tolist() != pytest.approx([4 / 3, 2 / 3, 2 / 3])  # moved from the start
+    path = tmp_path / "weights.ckpt"
+    result.run.trainer.save_checkpoint(path)
+    restored = type(result.run.model).load_from_checkpoint(path, map_location="cpu").weighting
+    assert torch.equal(restored.task_weights, trained.task_weights)
+    assert torch.equal(restored.initial_losses, trained.initial_losses)
+
+
 @pytest.mark.parametrize("weighting", ["fixed", "uncertainty", "gradnorm"])
 def test_contract_fit_test_reload_predict(weighting):
     run = testing.check_paradigm("multitask", heads=THREE_HEADS, weighting=weighting)
