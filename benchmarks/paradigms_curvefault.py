@@ -101,7 +101,8 @@ def test_predictions(reports: dict[str, dict], threshold_mps: float) -> tuple[di
         scores[arm] = {"boundary_precision": precision, "boundary_recall": recall, "boundary_f1": f1}
         if "interfaces" in outputs[0]:
             head = (torch.cat([o["interfaces"] for o in outputs]) > 0.5).float()
-            scores[arm]["interface_head_f1"] = boundary_f1(head, interface_map(true, model.tasks["interfaces"].threshold_mps))[2]
+            head_true = interface_map(true, model.tasks["interfaces"].threshold_mps)
+            scores[arm]["interface_head_f1"] = boundary_f1(head, head_true)[2]
         drawn[arm] = predicted[:FIGURE_SAMPLES]
     return scores, drawn
 

@@ -103,7 +103,8 @@ class Adversarial(ParadigmBase):
     def optimizer_groups(self) -> dict[str, OptimizerGroup]:
         """``generator`` (``optimizer``, ``scheduler``) and ``critic`` (``critic_optimizer``, ``critic_scheduler``)."""
         return {
-            "generator": OptimizerGroup(_trainable(self.network), self.hparams.get("optimizer"), self.hparams.get("scheduler")),
+            "generator": OptimizerGroup(_trainable(self.network), self.hparams.get("optimizer"),
+                                        self.hparams.get("scheduler")),
             "critic": OptimizerGroup(_trainable(self.critic), self.hparams.get("critic_optimizer"),
                                      self.hparams.get("critic_scheduler"), key="critic_optimizer",
                                      scheduler_key="critic_scheduler"),

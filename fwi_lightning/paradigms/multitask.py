@@ -172,8 +172,8 @@ def parse_heads(spec: Any) -> dict[str, tuple[float, dict[str, Any]]]:
             number, no ``velocity`` head, parameters given to ``velocity``.
     """
     if not isinstance(spec, Mapping):
-        raise ConfigError(f"heads must be a mapping of head -> weight, got {spec!r}; e.g. {{velocity: 1.0, interfaces: 0.5}}",
-                          key="heads")
+        raise ConfigError(f"heads must be a mapping of head -> weight, got {spec!r}; "
+                          "e.g. {velocity: 1.0, interfaces: 0.5}", key="heads")
     heads: dict[str, tuple[float, dict[str, Any]]] = {}
     for name, value in spec.items():
         if value is None:
@@ -212,8 +212,9 @@ def build_task(name: str, params: Mapping[str, Any], problem: Problem) -> Task:
 def require_split(network: Any, spec: Any) -> None:
     """Raise a `ConfigError` unless `network` implements `encode` and `decode` of `VelocityNetwork`."""
     name = spec.get("name") if isinstance(spec, Mapping) else spec
+    split = isinstance(network, VelocityNetwork)
     missing = [method for method in ("encode", "decode")
-               if not isinstance(network, VelocityNetwork) or getattr(type(network), method) is getattr(VelocityNetwork, method)]
+               if not split or getattr(type(network), method) is getattr(VelocityNetwork, method)]
     if missing:
         raise ConfigError(f"network '{name}' has no encoder/decoder split (it does not implement {' and '.join(missing)} "
                           "of fwi_lightning.networks.VelocityNetwork), so multitask cannot share its encoder; choose a "
