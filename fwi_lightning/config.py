@@ -69,6 +69,7 @@ class LoggerConfig:
     entity: Optional[str] = None
     tags: list[str] = field(default_factory=list)
     notes: Optional[str] = None
+    job_type: Optional[str] = None
     mode: Optional[Literal["online", "offline", "disabled"]] = None
 
 

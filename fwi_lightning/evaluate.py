@@ -109,12 +109,12 @@ def evaluation_config(checkpoint: Path, file: str | None, overrides: list[str]):
 _MISSING = object()
 
 
-def _flatten(values: Any, prefix: str) -> dict[str, Any]:
+def flatten_keys(values: Any, prefix: str) -> dict[str, Any]:
     """Dotted key -> leaf value (a mapping flattens; anything else is a leaf)."""
     if isinstance(values, Mapping) and values:
         out: dict[str, Any] = {}
         for key, value in values.items():
-            out.update(_flatten(value, f"{prefix}.{key}"))
+            out.update(flatten_keys(value, f"{prefix}.{key}"))
         return out
     return {prefix: values}
 
@@ -122,7 +122,7 @@ def _flatten(values: Any, prefix: str) -> dict[str, Any]:
 def differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str) -> list[str]:
     """Dotted keys whose values differ between two nested mappings (sorted); a key set in
     only one of them differs too."""
-    a, b = _flatten(old, prefix), _flatten(new, prefix)
+    a, b = flatten_keys(old, prefix), flatten_keys(new, prefix)
     return sorted(k for k in a.keys() | b.keys() if a.get(k, _MISSING) != b.get(k, _MISSING))
 
 
@@ -171,7 +171,7 @@ def check_problem(trained: Problem, current: Problem) -> None:
     """
     old = {"survey": trained.survey.to_dict(), "velocity_range": list(trained.velocity_range)}
     new = {"survey": current.survey.to_dict(), "velocity_range": list(current.velocity_range)}
-    a, b = _flatten(old, "data"), _flatten(new, "data")
+    a, b = flatten_keys(old, "data"), flatten_keys(new, "data")
     changed = differences(old, new, "data")
     if changed:
         shown = "; ".join(f"{k}: {a.get(k)} in the checkpoint, {b.get(k)} here" for k in changed[:4])

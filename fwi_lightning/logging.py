@@ -3,6 +3,13 @@
 Metrics are namespaced ``train/...``, ``val/...``, ``test/...`` by the paradigms; the W&B
 logger here declares a best-value summary for each (``max`` for SSIM-like scores,
 ``min`` for errors and losses) the first time it sees it, so W&B tables compare best values.
+
+A W&B run carries what its dashboards group and filter by: ``group`` (the experiment
+group), ``tags``, ``job_type`` (``train`` for ``fwi-run FILE``, ``evaluate`` for
+``fwi-run test``, or the YAML's), and the full config with every component's defaults.
+Its test ends with ``test/samples``, a table of one row per test sample (`SampleTable`):
+index, family (or domain), velocity errors, SSIM and a thumbnail of true | predicted
+velocity, so a dashboard compares runs by geology.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ import netrc
 import os
 from pathlib import Path
 from typing import Any
+
+from fwi_lightning.evaluate import SAMPLE_COLUMNS, SampleMetrics
 
 #: Substrings of metric names where larger is better.
 HIGHER_IS_BETTER = ("ssim", "accuracy", "psnr", "r2")
@@ -44,9 +53,23 @@ def wandb_mode(requested: str | None) -> tuple[str, str | None]:
     return "offline", "wandb: no credentials found, logging offline (sync later with `wandb sync <run dir>/wandb/offline-run-*`)"
 
 
-def make_loggers(logger_cfg: dict[str, Any] | None, run_dir: Path, run_name: str, config: dict[str, Any]) -> tuple[list[Any], str | None]:
+def full_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The resolved config with every component's unset parameters at their defaults
+    (`fwi_lightning.listing.with_defaults`), or as given when a component cannot be loaded."""
+    from fwi_lightning.errors import FWIError
+    from fwi_lightning.listing import with_defaults
+
+    try:
+        return with_defaults(config)
+    except FWIError:
+        return dict(config)
+
+
+def make_loggers(logger_cfg: dict[str, Any] | None, run_dir: Path, run_name: str, config: dict[str, Any],
+                 job_type: str = "train") -> tuple[list[Any], str | None]:
     """The run's loggers: always a CSV logger writing ``metrics.csv`` into the run folder,
-    plus W&B when asked. Returns (loggers, notice line or None)."""
+    plus W&B when asked, with `job_type` unless the logger section sets one.
+    Returns (loggers, notice line or None)."""
     from lightning.pytorch.loggers import CSVLogger
 
     loggers: list[Any] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
@@ -63,13 +86,21 @@ def make_loggers(logger_cfg: dict[str, Any] | None, run_dir: Path, run_name: str
             group=logger_cfg.get("group") or config.get("group"),
             tags=list(logger_cfg.get("tags") or []),
             notes=logger_cfg.get("notes"),
+            job_type=logger_cfg.get("job_type") or job_type,
             name=run_name,
             save_dir=str(run_dir),
             mode=mode,
-            config=config,
+            config=full_config(config),
         )
     )
     return loggers, notice
+
+
+def _is_scalar(value: Any) -> bool:
+    """A number or a one-element tensor (not an image or table logged through `log_metrics`)."""
+    import numbers
+
+    return isinstance(value, numbers.Number) or (hasattr(value, "numel") and value.numel() == 1)
 
 
 def _wandb_logger_class() -> type:
@@ -93,10 +124,69 @@ def _wandb_logger_class() -> type:
 
         def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
             defined = self.__dict__.setdefault("_defined", set())
-            for key in metrics:
-                if key not in defined and "/" in key:
+            for key, value in metrics.items():
+                if key not in defined and "/" in key and _is_scalar(value):
                     self.experiment.define_metric(key, summary=summary_mode(key))
                     defined.add(key)
             super().log_metrics(metrics, step)
 
     return FWIWandbLogger
+
+
+def tracker_callbacks(loggers: list[Any]) -> list[Any]:
+    """Callbacks the trackers need: a `SampleTable` when a W&B logger is among `loggers`."""
+    if any(type(logger).__name__.endswith("WandbLogger") for logger in loggers):
+        return [SampleTable()]
+    return []
+
+
+def thumbnail(true: Any, predicted: Any, velocity_range: tuple[float, float]) -> Any:
+    """True | predicted velocity [NZ, NX] m/s side by side as an RGB uint8 image [NZ, 2 NX + 1, 3]
+    (viridis over `velocity_range`, a white column between)."""
+    import numpy as np
+    from matplotlib import colormaps
+
+    lo, hi = velocity_range
+    gap = np.full((true.shape[0], 1), np.nan)
+    joined = np.concatenate([true, gap, predicted], axis=1)
+    rgba = colormaps["viridis"](np.clip((joined - lo) / (hi - lo), 0.0, 1.0))
+    rgba[np.isnan(joined)] = 1.0
+    return (rgba[..., :3] * 255).round().astype(np.uint8)
+
+
+class SampleTable(SampleMetrics):
+    """The per-sample test metrics of `fwi_lightning.evaluate.SampleMetrics`, with the batch's
+    ``domain`` (combined source/target data) and a thumbnail for the first `max_images`
+    samples, logged to every W&B logger as the table ``test/samples`` at the end of testing.
+
+    Args:
+        max_images: samples that get a thumbnail (the rest a blank cell).
+    """
+
+    def __init__(self, max_images: int = 64) -> None:
+        super().__init__()
+        self.max_images = max_images
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        start = len(self.rows)
+        super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+        for b, row in enumerate(self.rows[start:]):
+            row["domain"] = batch.get("domain")
+            row["thumbnail"] = None
+            if start + b < self.max_images:
+                row["thumbnail"] = thumbnail(batch["velocity"][b, 0].float().cpu().numpy(),
+                                             outputs[b, 0].detach().float().cpu().numpy(), pl_module.problem.velocity_range)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        super().on_test_epoch_end(trainer, pl_module)
+        if trainer.is_global_zero and self.rows:
+            import wandb
+
+            columns = ["index", "family", "domain", *SAMPLE_COLUMNS, "thumbnail"]
+            data = [[row["index"], row["family"], row.get("domain"), *(row[c] for c in SAMPLE_COLUMNS),
+                     None if row.get("thumbnail") is None else wandb.Image(row["thumbnail"])]
+                    for row in sorted(self.rows, key=lambda r: r["index"])]
+            for logger in trainer.loggers:
+                if type(logger).__name__.endswith("WandbLogger"):
+                    logger.experiment.log({"test/samples": wandb.Table(columns=columns, data=data)})
+        self.rows = []

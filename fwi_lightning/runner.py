@@ -238,14 +238,16 @@ class Run:
         from fwi_lightning.callbacks.resume import RandomState
 
         callbacks += [NonFiniteLossGuard(), RandomState(), *extra_callbacks]
-        progress = _show_progress()
+        progress = _show_progress() and (v.get("trainer") or {}).get("enable_progress_bar", True) is not False
         if progress:
             from lightning.pytorch.callbacks import RichProgressBar
 
             callbacks.append(RichProgressBar())
-        from fwi_lightning.logging import make_loggers
+        from fwi_lightning.logging import make_loggers, tracker_callbacks
 
-        loggers, notice = make_loggers(v.get("logger"), run_dir, run_dir.name, v)
+        job_type = "evaluate" if checkpoint is not None else "train"
+        loggers, notice = make_loggers(v.get("logger"), run_dir, run_dir.name, v, job_type=job_type)
+        callbacks += tracker_callbacks(loggers)
         trainer_args = dict(v.get("trainer") or {})
         trainer_args.setdefault("enable_progress_bar", progress)
         trainer_args.setdefault("enable_model_summary", progress)

@@ -52,7 +52,7 @@ CriticSpec = Annotated[Optional[dict], ComponentRef("critics")]
 #: Constructor parameters the framework passes itself, never read from YAML, per group.
 INJECTED: dict[str, tuple[str, ...]] = {
     "paradigms": ("problem",),
-    "networks": ("problem",),
+    "networks": ("problem", "in_features"),  # in_features: coordinate networks, from the pinn paradigm
     "losses": ("problem",),
     "velocity": ("shape", "spacing", "velocity_range"),
     "datamodules": ("seed",),

@@ -61,6 +61,11 @@ TINY_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "lstm": {"hidden": 8, "layers": 1, "steps": 16, "channels": [8, 4]},
         "transformer": {"tokens": [4, 4], "dim": 8, "depth": 1, "heads": 2, "channels": [8, 4]},
         "generator": {"latent": 2, "latent_size": [2, 2], "channels": [4, 4]},
+        "pinn_mlp": {"width": 8, "depth": 1},
+        "pinn_siren": {"width": 8, "depth": 1},
+    },
+    "velocity": {
+        "marmousi2": {"depth": "random"},  # a window at the top lies wholly in its 450 m of water
     },
     "datamodules": {
         "single_survey": {"survey": dict(TINY_SURVEY), "model": {"name": "flatvel"}, "velocity_range": list(TINY_VELOCITY_RANGE)},
@@ -79,7 +84,13 @@ TINY_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
 
 #: The data section of the check runs of paradigms that fit one survey (default: `tiny_data_config`).
 TINY_PARADIGM_DATA: dict[str, dict[str, Any]] = {
-    name: {"name": "single_survey", **TINY_SETTINGS["datamodules"]["single_survey"]} for name in ("fwi", "deep_prior")
+    name: {"name": "single_survey", **TINY_SETTINGS["datamodules"]["single_survey"]} for name in ("fwi", "deep_prior", "pinn")
+}
+
+#: The networks of the check runs of paradigms that take other than `TINY_NETWORK` (coordinate networks), per parameter.
+TINY_PARADIGM_NETWORKS: dict[str, dict[str, dict[str, Any]]] = {
+    "pinn": {"wavefield": {"name": "pinn_siren", "width": 8, "depth": 1},
+             "velocity_network": {"name": "pinn_mlp", "width": 8, "depth": 1}},
 }
 
 #: The network every check run uses where the component under test is not a network.
@@ -595,10 +606,12 @@ def nested_components(group: str, component: Any) -> dict[str, Any]:
 
 
 def _with_network(model: dict[str, Any]) -> dict[str, Any]:
-    """`model` with `TINY_NETWORK` in each single-network parameter it leaves unset."""
+    """`model` with `TINY_NETWORK` (or the paradigm's `TINY_PARADIGM_NETWORKS` entry) in each
+    single-network parameter it leaves unset."""
+    own = TINY_PARADIGM_NETWORKS.get(model["name"], {})
     for param, ref in nested_components("paradigms", model["name"]).items():
         if ref.group == "networks" and not ref.mapping:
-            model.setdefault(param, dict(TINY_NETWORK))
+            model.setdefault(param, dict(own.get(param, TINY_NETWORK)))
     return model
 
 
@@ -670,7 +683,7 @@ def _describe(value: Any) -> str:
 
 
 __all__ = [
-    "TINY_SURVEY", "TINY_VELOCITY_RANGE", "TINY_TRAINER", "TINY_SETTINGS", "TINY_PARADIGM_DATA", "TINY_NETWORK", "RANGE_TOLERANCE",
+    "TINY_SURVEY", "TINY_VELOCITY_RANGE", "TINY_TRAINER", "TINY_SETTINGS", "TINY_PARADIGM_DATA", "TINY_PARADIGM_NETWORKS", "TINY_NETWORK", "RANGE_TOLERANCE",
     "tiny_settings", "tiny_survey", "tiny_data_config", "tiny_datamodule", "tiny_problem", "tiny_batch",
     "tiny_experiment", "CheckRun", "run_experiment", "component_name", "nested_components", "single_threaded",
     "check_network", "check_loss", "check_velocity_family", "check_datamodule", "check_callback", "check_paradigm",

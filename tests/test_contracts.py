@@ -35,6 +35,20 @@ def slots(paradigm: str, group: str) -> list[str]:
     return [p for p, ref in testing.nested_components("paradigms", paradigm).items() if ref.group == group]
 
 
+def network_base(paradigm: str) -> type:
+    """The network base class a paradigm's network parameters take (`network_base`; velocity backbones by default)."""
+    from fwi_lightning.networks.base import VelocityNetwork
+
+    return getattr(registry.load("paradigms", paradigm), "network_base", VelocityNetwork)
+
+
+def velocity_networks() -> list[str]:
+    """The built-in data -> velocity backbones (the coordinate networks of ``pinn`` have their own tests)."""
+    from fwi_lightning.networks.base import VelocityNetwork
+
+    return [name for name in builtins("networks") if issubclass(registry.load("networks", name), VelocityNetwork)]
+
+
 def trains_with(paradigm: str, loss: str) -> bool:
     """Whether the paradigm accepts the loss: one that trains without labels takes only label-free losses."""
     label_free = not getattr(registry.load("paradigms", paradigm), "reads_labels", True)
@@ -46,7 +60,8 @@ def matrix() -> list[tuple[str, str, str]]:
     rows = []
     for paradigm in builtins("paradigms"):
         for param in slots(paradigm, "networks"):
-            rows += [(paradigm, param, name) for name in builtins("networks")]
+            base = network_base(paradigm)
+            rows += [(paradigm, param, name) for name in builtins("networks") if issubclass(registry.load("networks", name), base)]
         for param in slots(paradigm, "losses"):
             rows += [(paradigm, param, name) for name in builtins("losses") if trains_with(paradigm, name)]
         rows += [(paradigm, "callbacks", name) for name in builtins("callbacks")]
@@ -97,12 +112,13 @@ def settings(request) -> Callable[[str, str], dict]:
             return request.getfixturevalue("openfwi_files")
         if (group, name) == ("datamodules", "simulated"):
             return {k: v for k, v in testing.tiny_data_config().items() if k != "name"}
-        if (group, name) == ("velocity", "marmousi"):
-            from fwi_lightning.data.families.model_file import DATA_ENV, MARMOUSI_FILE
+        if (group, name) in (("velocity", "marmousi"), ("velocity", "marmousi2")):
+            from fwi_lightning.data.families.model_file import DATA_ENV, MARMOUSI2_FILE, MARMOUSI_FILE
 
+            file = MARMOUSI_FILE if name == "marmousi" else MARMOUSI2_FILE
             root = os.environ.get(DATA_ENV)
-            if not root or not os.path.isfile(os.path.join(root, MARMOUSI_FILE)):
-                pytest.skip(f"Marmousi not found: set {DATA_ENV} to the folder holding {MARMOUSI_FILE}")
+            if not root or not os.path.isfile(os.path.join(root, file)):
+                pytest.skip(f"{name} not found: set {DATA_ENV} to the folder holding {file}")
         return testing.tiny_settings(group, name)
 
     return get
@@ -112,7 +128,7 @@ def settings(request) -> Callable[[str, str], dict]:
 # Every built-in on its own
 
 
-@pytest.mark.parametrize("name", builtins("networks"))
+@pytest.mark.parametrize("name", velocity_networks())
 def test_network_contract(name, settings):
     testing.check_network(name, **settings("networks", name))
 
@@ -181,9 +197,13 @@ def test_matrix_holds_every_component_declared_in_pyproject():
     assert {p for p, _, _ in rows} == names["paradigms"]
     for paradigm in names["paradigms"]:
         assert {n for p, param, n in rows if p == paradigm and param == "callbacks"} == names["callbacks"]
-    # The supervised paradigm takes one backbone (`network`) and a loss mapping (`losses`).
+    # The supervised paradigm takes one backbone (`network`) and a loss mapping (`losses`); the
+    # coordinate networks (points -> values) go with pinn alone.
+    coordinate = {n for n in names["networks"] if n.startswith("pinn_")}
     assert {(param, n) for p, param, n in rows if p == "supervised" and param != "callbacks"} == (
-        {("network", n) for n in names["networks"]} | {("losses", n) for n in names["losses"]})
+        {("network", n) for n in names["networks"] - coordinate} | {("losses", n) for n in names["losses"]})
+    assert {(param, n) for p, param, n in rows if p == "pinn" and param not in ("callbacks", "losses")} == (
+        {(param, n) for param in ("wavefield", "velocity_network") for n in coordinate})
 
 
 # ---------------------------------------------------------------------------

@@ -165,17 +165,17 @@ def test_loaders_leave_the_global_rng_alone():
 
 def test_family_weights_set_the_mix():
     dm = module(families={"flatvel": 1.0, "curvevel": 3.0}, sizes={"train": 400, "val": 1, "test": 1})
-    dataset = dm._dataset("train")
+    dataset = dm.velocity_dataset("train")
     share = np.mean([dataset[i]["family"] for i in range(400)])
     assert share == pytest.approx(0.75, abs=0.07)
-    only = module(families={"flatvel": 1.0, "style": 0.0})._dataset("train")
+    only = module(families={"flatvel": 1.0, "style": 0.0}).velocity_dataset("train")
     assert all(only[i]["family"] == 0 for i in range(50))
 
 
 def test_problem_data_range_comes_from_clean_reference_gathers():
     dm = module(reference_size=6)
     problem = dm.problem
-    velocity = torch.stack([torch.from_numpy(dm._dataset("train")[i]["velocity"].numpy()) for i in range(6)])[:, 0]
+    velocity = torch.stack([torch.from_numpy(dm.velocity_dataset("train")[i]["velocity"].numpy()) for i in range(6)])[:, 0]
     expected = log_amplitude_range([Simulator(SURVEY, (1500.0, 4500.0), "fast", step_buckets=True)(velocity)])
     assert problem.data_range == pytest.approx(expected)
     assert problem.extra["families"] == ["flatvel", "curvefault"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fwi_lightning import registry
-from fwi_lightning.data.families import CurveFault, CurveVel, FlatFault, FlatVel, Marmousi, ModelFile, Style
+from fwi_lightning.data.families import CurveFault, CurveVel, FlatFault, FlatVel, Marmousi, Marmousi2, ModelFile, Style
 from fwi_lightning.data.families.model_file import resample
 from fwi_lightning.errors import ConfigError, DataError
 
@@ -139,3 +139,18 @@ def test_marmousi_windows_start_in_the_water_layer():
     v = family.sample(0, "val", 0)
     assert v.shape == (70, 70) and np.all(v[0] == 1500.0) and v.max() > 2000.0
     assert family.model.shape == (301, 921)  # 3000 m x 9200 m at 10 m
+
+
+@pytest.mark.skipif(not os.environ.get("FWI_LIGHTNING_DATA"), reason="FWI_LIGHTNING_DATA not set")
+def test_marmousi2_windows_sit_under_its_water_layer():
+    family = Marmousi2((30, 40), 20.0, (1500.0, 4700.0))
+    assert family.model.shape == (176, 851)  # 3.5 km x 17 km at 20 m, as the file
+    v = family.sample(0, "train", 0)
+    assert v.shape == (30, 40) and np.all(v[:20] == 1500.0) and v[-1].min() > 1500.0  # about 450 m of water
+
+
+def test_missing_marmousi2_names_its_own_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("FWI_LIGHTNING_DATA", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(DataError, match="Marmousi2 model not found.*marmousi2_vp_z176_x851_d20m_f32.npy .176 x 851"):
+        Marmousi2(SHAPE, SPACING, RANGE)

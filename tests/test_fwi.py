@@ -127,6 +127,10 @@ def test_initial_models(two_layers, tmp_path):
     np.save(tmp_path / "start.npy", np.full((16, 16), 9000.0, dtype=np.float32))
     from_file = initial_velocity(check_initial({"name": "file", "path": str(tmp_path / "start.npy")}), problem, datamodule)
     assert float(from_file.max()) == 4500.0  # clipped to the velocity range
+    np.save(tmp_path / "two_layers.npy", TWO_LAYERS)
+    blurred = initial_velocity(check_initial({"name": "file", "path": str(tmp_path / "two_layers.npy"), "sigma_m": 30.0}),
+                               problem, datamodule)
+    assert np.allclose(blurred[0, 0].numpy(), smoothed[0, 0].numpy())  # sigma_m blurs a file (or a run) as the truth
     with pytest.raises(ConfigError) as error:
         check_initial({"name": "linear", "v_top_mps": 1500.0})
     assert error.value.key == "initial.v_bottom_mps"

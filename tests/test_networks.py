@@ -7,6 +7,7 @@ import torch
 
 from fwi_lightning import registry
 from fwi_lightning.errors import ConfigError
+from fwi_lightning.networks.coordinate import CoordinateNetwork
 from fwi_lightning.networks.inversionnet import LATENT
 from fwi_lightning.physics.survey import Survey
 from fwi_lightning.problem import Problem
@@ -24,7 +25,8 @@ SURVEYS = {
     "square": Survey(nz=16, nx=16, spacing=10.0, nt=120, dt=0.002, peak_freq=15.0, n_shots=2, n_receivers=16),
     "wide": Survey(nz=12, nx=20, spacing=10.0, nt=90, dt=0.002, peak_freq=15.0, n_shots=3, n_receivers=10),
 }
-NETWORKS = registry.names("networks")
+#: The data -> velocity networks (the pinn paradigm's coordinate networks are tested in tests/test_pinn.py).
+NETWORKS = [n for n in registry.names("networks") if not issubclass(registry.load("networks", n), CoordinateNetwork)]
 
 
 def problem_for(survey: Survey) -> Problem:

@@ -446,7 +446,7 @@ class SimulatedDataModule(OperatorDataModule):
 
     def _reference_range(self) -> tuple[float, float]:
         """Log-amplitude range of the first `reference_size` clean (noise-free, unfiltered) training gathers."""
-        dataset = self._dataset("train")
+        dataset = self.velocity_dataset("train")
         chunks = []
         for start in range(0, self.reference_size, self.batch_size):
             batch = default_collate([dataset[i] for i in range(start, min(start + self.batch_size, self.reference_size))])
@@ -456,7 +456,8 @@ class SimulatedDataModule(OperatorDataModule):
 
     # -- loaders ------------------------------------------------------------------
 
-    def _dataset(self, split: str, probabilities: Optional[Sequence[float]] = None) -> VelocityDataset:
+    def velocity_dataset(self, split: str, probabilities: Optional[Sequence[float]] = None) -> VelocityDataset:
+        """The velocity models of `split` (no gathers), drawn with `probabilities` over its families (default: the current family weights)."""
         families = [(label, family) for label, family, _ in self.split_families[split]]
         probabilities = self.probabilities(split) if probabilities is None else probabilities
         return VelocityDataset(families, probabilities, self.seed, split, self.sizes[split])
@@ -493,12 +494,12 @@ class SimulatedDataModule(OperatorDataModule):
             if split not in self._cached:
                 self._cached[split] = self._simulate_split(split)
             return self._loader(split, self._cached[split], None)
-        return self._loader(split, self._dataset(split), None if self.simulates_on_device() else self.operator)
+        return self._loader(split, self.velocity_dataset(split), None if self.simulates_on_device() else self.operator)
 
     def _simulate_split(self, split: str) -> CachedDataset:
         """Simulate the clean gathers of this rank's samples of `split` once, on the device when there is one."""
         device = self.trainer.strategy.root_device if self.simulates_on_device() else None
-        dataset = self._dataset(split, self.configured_probabilities[split])
+        dataset = self.velocity_dataset(split, self.configured_probabilities[split])
         loader = self._loader(split, dataset, None if device is not None else self.operator, knobs=False)
         items: dict[int, dict[str, torch.Tensor]] = {}
         for batch in loader:

@@ -7,6 +7,10 @@ from torchmetrics import Metric
 
 from fwi_lightning.problem import Problem
 
+#: torch threads of every CPU simulation of the data pipelines (`fwi_lightning.data.simulated`:
+#: deepwave's threads synchronise every time step, so on a busy CPU one thread is the fast choice).
+PIPELINE_CPU_THREADS = 1
+
 
 class DataMisfit(Metric):
     """Mean relative L2 data misfit ``||d_obs - F(v_pred)|| / ||d_obs||`` over samples.
@@ -19,6 +23,11 @@ class DataMisfit(Metric):
 
     The operator is looked up at every update and never registered in the module
     tree, so it enters neither a checkpoint nor the parameter count.
+
+    On CPU it simulates with the data pipeline's thread setting (`PIPELINE_CPU_THREADS`,
+    as the data modules' simulators): the live operator has it already; one rebuilt
+    from a checkpoint's settings (``fwi-run test``) simulates through a variant with it,
+    built once per operator.
 
     Args:
         problem: carries the forward operator.
@@ -35,12 +44,23 @@ class DataMisfit(Metric):
 
     def update(self, prediction: torch.Tensor, observed: torch.Tensor) -> None:
         """Add a batch: predicted velocity [B, 1, NZ, NX] in m/s, observed data [B, S, T, R]."""
+        operator = self.problem.forward_operator()
         with torch.no_grad():
-            simulated = self.problem.forward_operator()(prediction.detach()).to(observed.dtype)
+            simulated = operator(prediction.detach(), simulator=self._simulator(operator)).to(observed.dtype)
         residual = (observed - simulated).flatten(1).norm(dim=1)
         reference = observed.flatten(1).norm(dim=1).clamp_min(torch.finfo(observed.dtype).tiny)
         self.total = self.total + (residual / reference).double().sum()
         self.count = self.count + residual.numel()
+
+    def _simulator(self, operator):
+        """None (the operator's own simulator) when it has a thread setting, else its variant with the pipeline's."""
+        if operator.simulator.cpu_threads is not None:
+            return None
+        cached = self.__dict__.get("_variant")
+        if cached is None or cached[0] is not operator:
+            cached = (operator, operator.simulator_variant(cpu_threads=PIPELINE_CPU_THREADS))
+            self.__dict__["_variant"] = cached
+        return cached[1]
 
     def compute(self) -> torch.Tensor:
         """Mean relative misfit (dimensionless)."""

@@ -11,7 +11,10 @@ The YAML section ``initial`` names one kind:
   checkpoint; or a ``.ckpt`` file). The run must have been trained on this survey's
   grid and gather shape.
 
-Every initial model is clipped to the problem's velocity range.
+``file`` and ``run`` also take ``sigma_m``: blur the model by a Gaussian of that sigma
+in m, keeping only its long wavelengths (the part of a network's prediction FWI needs
+from its start; its sharp, possibly wrong interfaces are left to FWI). Every initial
+model is clipped to the problem's velocity range.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from fwi_lightning.errors import ConfigError, DataError
 from fwi_lightning.problem import Problem
 
 KINDS = ("smoothed_truth", "linear", "file", "run")
-PARAMETERS = {"smoothed_truth": ("sigma_m",), "linear": ("v_top_mps", "v_bottom_mps"), "file": ("path",), "run": ("path", "paradigm")}
+PARAMETERS = {"smoothed_truth": ("sigma_m",), "linear": ("v_top_mps", "v_bottom_mps"), "file": ("path", "sigma_m"),
+              "run": ("path", "paradigm", "sigma_m")}
 DEFAULT_INITIAL = {"name": "smoothed_truth", "sigma_m": 200.0}
 
 
@@ -80,8 +84,8 @@ def initial_velocity(spec: Mapping[str, Any], problem: Problem, datamodule: Any,
         if truth is None:
             raise ConfigError("a smoothed true model needs a data module with a known true model (single_survey with 'model'); "
                               "choose linear, file or run", key=f"{key}.name")
-        sigma = float(spec.get("sigma_m", DEFAULT_INITIAL["sigma_m"])) / problem.survey.spacing
-        model = gaussian_filter(truth[0, 0].double().numpy(), sigma, mode="nearest")
+        model = truth[0, 0].double().numpy()
+        spec = {"sigma_m": DEFAULT_INITIAL["sigma_m"], **spec}
     elif kind == "linear":
         depth = np.linspace(0.0, 1.0, nz)[:, None]
         model = np.repeat(spec["v_top_mps"] + (spec["v_bottom_mps"] - spec["v_top_mps"]) * depth, nx, axis=1)
@@ -89,6 +93,8 @@ def initial_velocity(spec: Mapping[str, Any], problem: Problem, datamodule: Any,
         model = _read_model(Path(spec["path"]).expanduser(), (nz, nx), key)
     else:
         model = _run_prediction(spec, problem, datamodule, key)
+    if spec.get("sigma_m"):
+        model = gaussian_filter(np.asarray(model, dtype=np.float64), float(spec["sigma_m"]) / problem.survey.spacing, mode="nearest")
     tensor = torch.as_tensor(np.asarray(model, dtype=np.float32))[None, None]
     return tensor.clamp(*problem.velocity_range)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Literal, Optional
@@ -38,6 +39,10 @@ from fwi_lightning.precision import full_precision
 #: Relative slack above the velocity range before a model is refused (float rounding
 #: of a network's bounded output may land a hair above the top of the range).
 RANGE_TOLERANCE = 1e-4
+
+#: deepwave's notice that a record's sample interval takes several CFL sub-steps (a regex of
+#: its start): expected whenever a survey records coarsely, so it is silenced.
+COARSE_RECORD_WARNING = r"dt~\S+ exceeds the stable internal time step"
 
 #: Bucket tops sit this far (relatively) below the exact CFL limit, so float rounding
 #: in deepwave's own step computation cannot add a sub-step.
@@ -254,7 +259,10 @@ class Simulator(nn.Module):
         options = self.deepwave_options()
         if max_vel is not None:
             options["max_vel"] = max_vel
-        with self._threads(device):
+        with self._threads(device), warnings.catch_warnings():
+            # a coarse record (a few CFL sub-steps per output sample) is asked for on purpose: deepwave's
+            # mild-ratio notice is noise here; its "greatly exceeds" warning (a units mistake) still shows
+            warnings.filterwarnings("ignore", message=COARSE_RECORD_WARNING, category=UserWarning)
             out = deepwave.scalar(
                 models,
                 self.survey.spacing,
@@ -266,3 +274,56 @@ class Simulator(nn.Module):
             )
         data = out.receiver_amplitudes  # [B*S, R, T]
         return data.reshape(batch, shots, data.shape[1], data.shape[2]).transpose(2, 3).contiguous()
+
+    def snapshots(self, velocity: torch.Tensor, steps: Sequence[int], shot: int = 0) -> torch.Tensor:
+        """Wavefields of one shot at chosen time samples: what deepwave holds after that many steps.
+
+        deepwave returns the wavefield at the end of a run, so each snapshot is a run of
+        that many samples (the source wavelet cut to them), with this simulator's
+        numerics and pinned max_vel. Snapshot ``k`` is the wavefield at ``t = k * dt``:
+        at a receiver's cell it equals sample ``k`` of that receiver's trace from
+        `forward` (``tests/test_pinn.py`` checks this).
+
+        Args:
+            velocity: [B, NZ, NX] in m/s.
+            steps: time sample indices k, each in 1..survey.nt.
+            shot: index of the shot whose source fires.
+
+        Returns:
+            [B, K, NZ, NX] wavefield amplitudes (the receivers' unit) on the model grid
+            (the absorbing layer cropped), K = len(steps), on the velocity's device.
+
+        Raises:
+            DataError: a step outside 1..nt or a shot outside 0..S-1 (and see `check_velocity`).
+        """
+        velocity = full_precision(velocity)
+        self.check_velocity(velocity)
+        (shot,) = self.check_shots([shot])
+        nt = self.survey.nt
+        if not steps or any(isinstance(k, bool) or not 1 <= int(k) <= nt for k in steps):
+            raise DataError(f"expected time samples in 1..{nt}, got {list(steps)}")
+        tops = self.bucket_max_vels(velocity.detach().flatten(1).amax(dim=1).tolist() if self.step_buckets else [None] * len(velocity))
+        device = velocity.device
+        options = self.deepwave_options()
+        nz, nx = velocity.shape[1:]
+        out = []
+        for b in range(len(velocity)):
+            if tops[b] is not None:
+                options["max_vel"] = tops[b]
+            frames = []
+            for k in steps:
+                with self._threads(device):
+                    result = deepwave.scalar(
+                        velocity[b : b + 1],
+                        self.survey.spacing,
+                        self.survey.dt,
+                        source_amplitudes=self.wavelet.to(device=device, dtype=velocity.dtype)[None, None],
+                        source_locations=self.source_locations[shot : shot + 1].to(device),
+                        nt=int(k),
+                        **options,
+                    )
+                field = result.wavefield_0[0]
+                top, left = (field.shape[0] - nz) // 2, (field.shape[1] - nx) // 2
+                frames.append(field[top : top + nz, left : left + nx])
+            out.append(torch.stack(frames))
+        return torch.stack(out)

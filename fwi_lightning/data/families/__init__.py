@@ -6,10 +6,10 @@ Registered in the ``fwi_lightning.velocity`` entry-point group (see pyproject.to
 from fwi_lightning.data.families.base import SPLITS, VelocityFamily, sample_rng, sample_seed
 from fwi_lightning.data.families.faulted import CurveFault, FlatFault
 from fwi_lightning.data.families.layered import CurveVel, FlatVel
-from fwi_lightning.data.families.model_file import Marmousi, ModelFile
+from fwi_lightning.data.families.model_file import Marmousi, Marmousi2, ModelFile
 from fwi_lightning.data.families.style import Style
 
 __all__ = [
     "SPLITS", "VelocityFamily", "sample_rng", "sample_seed",
-    "FlatVel", "CurveVel", "FlatFault", "CurveFault", "Style", "ModelFile", "Marmousi",
+    "FlatVel", "CurveVel", "FlatFault", "CurveFault", "Style", "ModelFile", "Marmousi", "Marmousi2",
 ]

@@ -28,6 +28,9 @@ DEFAULT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 MARMOUSI_FILE = "marmousi/marmousi_vp_z751_x2301_d4m_f32.npy"
 MARMOUSI_SHAPE = (751, 2301)
 MARMOUSI_SPACING = 4.0
+MARMOUSI2_FILE = "marmousi2/marmousi2_vp_z176_x851_d20m_f32.npy"
+MARMOUSI2_SHAPE = (176, 851)
+MARMOUSI2_SPACING = 20.0
 
 #: Environment variable naming the data directory.
 DATA_ENV = "FWI_LIGHTNING_DATA"
@@ -216,18 +219,24 @@ class ModelFile(VelocityFamily):
         return model[z0 : z0 + nz, x0 : x0 + nx]
 
 
-class Marmousi(ModelFile):
-    """Windows of the original IFP Marmousi model (751 x 2301 at 4 m), found on disk.
+class KnownModel(ModelFile):
+    """Windows of a published model found on disk under a known relative path.
 
-    Looked for as `path` (the file, or a directory holding ``marmousi/...``), then
-    ``$FWI_LIGHTNING_DATA/marmousi/marmousi_vp_z751_x2301_d4m_f32.npy``, then the same
-    under the user cache (``~/.cache/fwi-lightning``). Its 1500-5500 m/s are clipped to
-    the velocity range unless ``clip: false``.
+    A subclass names the file (`FILE`, relative to a data directory), its shape
+    (`SHAPE`, depth first), spacing (`SPACING`, m) and title (`TITLE`). The file is
+    looked for as `path` (the file, or a directory holding ``FILE``), then under
+    ``$FWI_LIGHTNING_DATA``, then under the user cache (``~/.cache/fwi-lightning``).
+    Velocities outside the velocity range are clipped unless ``clip: false``.
 
     Raises:
         DataError: the file is in none of those places (the message says where to put
-            it), or is not a 751 x 2301 array.
+            it), or is not an array of `SHAPE`.
     """
+
+    FILE: str
+    SHAPE: tuple[int, int]
+    SPACING: float
+    TITLE: str
 
     def __init__(
         self,
@@ -239,14 +248,35 @@ class Marmousi(ModelFile):
         depth: Literal["top", "random"] = "top",
         clip: bool = True,
     ):
-        found = find_marmousi(path)
-        super().__init__(shape, spacing, velocity_range, path=str(found), file_spacing=MARMOUSI_SPACING, fractions=fractions, depth=depth, clip=clip)
-        if self.file_shape != MARMOUSI_SHAPE:
-            raise DataError(f"expected the Marmousi model of shape {MARMOUSI_SHAPE} (depth, lateral), got {self.file_shape}", file=str(found))
+        found = find_model_file(self.FILE, self.SHAPE, self.SPACING, self.TITLE, path)
+        super().__init__(shape, spacing, velocity_range, path=str(found), file_spacing=self.SPACING, fractions=fractions, depth=depth, clip=clip)
+        if self.file_shape != self.SHAPE:
+            raise DataError(f"expected the {self.TITLE} model of shape {self.SHAPE} (depth, lateral), got {self.file_shape}", file=str(found))
 
 
-def find_marmousi(path: Optional[str] = None) -> Path:
-    """The Marmousi npy file: `path`, then $FWI_LIGHTNING_DATA, then the user cache.
+class Marmousi(KnownModel):
+    """Windows of the original IFP Marmousi model (751 x 2301 at 4 m, 9.2 km x 3 km,
+    1500-5500 m/s), at ``$FWI_LIGHTNING_DATA/marmousi/marmousi_vp_z751_x2301_d4m_f32.npy``."""
+
+    FILE, SHAPE, SPACING, TITLE = MARMOUSI_FILE, MARMOUSI_SHAPE, MARMOUSI_SPACING, "Marmousi"
+
+
+class Marmousi2(KnownModel):
+    """Windows of the Marmousi2 (AGL Elastic Marmousi) P-velocity model (176 x 851 at 20 m,
+    17 km x 3.5 km, 1028-4700 m/s, a water layer of about 450 m on top), at
+    ``$FWI_LIGHTNING_DATA/marmousi2/marmousi2_vp_z176_x851_d20m_f32.npy``. Geology of the
+    same style as Marmousi but another model: training on it never sees a Marmousi window."""
+
+    FILE, SHAPE, SPACING, TITLE = MARMOUSI2_FILE, MARMOUSI2_SHAPE, MARMOUSI2_SPACING, "Marmousi2"
+
+
+def find_model_file(file: str, shape: Sequence[int], spacing: float, title: str, path: Optional[str] = None) -> Path:
+    """A known model's npy file: `path`, then $FWI_LIGHTNING_DATA, then the user cache.
+
+    Args:
+        file: the file's path relative to a data directory.
+        shape, spacing, title: what the file holds, for the message.
+        path: a file or a directory given by the user (None: none).
 
     Raises:
         DataError: not found; the message lists the places tried and where to put it.
@@ -254,19 +284,18 @@ def find_marmousi(path: Optional[str] = None) -> Path:
     candidates = []
     if path:
         given = Path(path).expanduser()
-        candidates += [given / MARMOUSI_FILE, given / Path(MARMOUSI_FILE).name] if given.is_dir() else [given]
+        candidates += [given / file, given / Path(file).name] if given.is_dir() else [given]
     if os.environ.get(DATA_ENV):
-        candidates.append(Path(os.environ[DATA_ENV]).expanduser() / MARMOUSI_FILE)
-    candidates.append(user_cache() / MARMOUSI_FILE)
+        candidates.append(Path(os.environ[DATA_ENV]).expanduser() / file)
+    candidates.append(user_cache() / file)
     for candidate in candidates:
         if candidate.is_file():
             return candidate
     tried = ", ".join(str(c) for c in candidates)
     raise DataError(
-        f"Marmousi model not found (tried {tried}). Put {Path(MARMOUSI_FILE).name} (751 x 2301 float32 m/s at 4 m, depth "
-        f"first) at ${DATA_ENV}/{MARMOUSI_FILE} (or {user_cache() / MARMOUSI_FILE}), or set 'path' to the file"
+        f"{title} model not found (tried {tried}). Put {Path(file).name} ({shape[0]} x {shape[1]} float32 m/s at "
+        f"{spacing:g} m, depth first) at ${DATA_ENV}/{file} (or {user_cache() / file}), or set 'path' to the file"
     )
-
 
 def _npy_shape(path: Path) -> tuple[int, ...]:
     """The shape of a 2D numeric npy file, read from its header only."""
