@@ -18,7 +18,7 @@ from fwi_lightning.cli import main
 from fwi_lightning.errors import ConfigError
 from fwi_lightning.losses.adversarial import OBJECTIVES, build_objective, gradient_penalty
 from fwi_lightning.networks.critic import VelocityGANCritic
-from test_contracts import builtins, matrix
+from test_contracts import builtins, matrix, velocity_networks
 from test_resume import _final_weights, _finished, _fwi_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,8 +153,9 @@ def test_the_contributing_example_paradigm_passes_the_contract(fake_distribution
 
 def test_mixing_matrix_holds_adversarial_with_every_network_loss_and_callback():
     rows = set(matrix())
-    for group, param in (("networks", "network"), ("losses", "losses"), ("callbacks", "callbacks")):
-        assert {n for p, slot, n in rows if p == "adversarial" and slot == param} == set(builtins(group))
+    expected = {"network": velocity_networks(), "losses": builtins("losses"), "callbacks": builtins("callbacks")}
+    for param, names in expected.items():
+        assert {n for p, slot, n in rows if p == "adversarial" and slot == param} == set(names)
 
 
 # ---------------------------------------------------------------------------

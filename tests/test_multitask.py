@@ -20,7 +20,7 @@ from fwi_lightning.losses.tasks import Background, Interfaces, gaussian_smooth, 
 from fwi_lightning.losses.weighting import GradNorm, Uncertainty, build_weighting
 from fwi_lightning.networks.base import VelocityNetwork
 from test_adversarial import assert_one_line_exit_2, write_experiment
-from test_contracts import builtins, matrix
+from test_contracts import builtins, matrix, velocity_networks
 
 REPO = Path(__file__).resolve().parents[1]
 THREE_HEADS = {"velocity": 1.0, "interfaces": 0.5, "background": {"weight": 0.5, "sigma_m": 20.0}}
@@ -246,8 +246,9 @@ def test_contract_fit_test_reload_predict(weighting):
 
 def test_mixing_matrix_holds_multitask_with_every_network_loss_and_callback():
     rows = set(matrix())
-    for group, param in (("networks", "network"), ("losses", "losses"), ("callbacks", "callbacks")):
-        assert {n for p, slot, n in rows if p == "multitask" and slot == param} == set(builtins(group))
+    expected = {"network": velocity_networks(), "losses": builtins("losses"), "callbacks": builtins("callbacks")}
+    for param, names in expected.items():
+        assert {n for p, slot, n in rows if p == "multitask" and slot == param} == set(names)
 
 
 # ---------------------------------------------------------------------------
