@@ -12,6 +12,13 @@ On a CPU shared with other processes, ``--threads 1`` is several times faster th
 torch's default of one thread per core (measured 17 vs 41-140 ms per sample for the
 ``cpu`` preset's training step on a loaded 2-core machine).
 
+With ``--cpu-minutes`` the budget is the training's CPU time instead
+(``time.process_time()`` of this process, counted from the start of training;
+simulation and test are not counted): `CPUBudget` stops training when it is spent, and
+the learning-rate cosine runs over CPU time. A CPU-time budget is fair between runs on a
+shared machine, where wall-clock time depends on the other jobs; with ``--threads 1``
+and ``data.num_workers=0`` all the training's work is counted.
+
 Prints test MAE / RMSE on OpenFWI's normalised scale, SSIM, MAE / RMSE in m/s and
 the data misfit, beside OpenFWI's published InversionNet numbers; writes the same to
 ``benchmark.json`` in the run folder (``runs/<group>/...``), which also holds the
@@ -24,6 +31,8 @@ Usage:
     python benchmarks/accuracy.py experiments/supervised_flatvel.yaml --minutes 30 --preset cpu
     # CurveFault row
     python benchmarks/accuracy.py experiments/supervised_curvefault.yaml --minutes 30 --preset cpu
+    # 8 CPU-minutes of training, one thread (a fair budget on a shared machine)
+    python benchmarks/accuracy.py experiments/supervised_curvefault.yaml --cpu-minutes 8 --threads 1 data.num_workers=0
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Callable
 
 from lightning.pytorch.callbacks import Callback
 
@@ -75,6 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment", help="experiment YAML")
     parser.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget in minutes, all included")
+    parser.add_argument("--cpu-minutes", type=float, default=None,
+                        help="budget of training CPU time (process time) in minutes; replaces --minutes")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="override set (see PRESETS)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, one per core)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, applied after the preset")
@@ -82,7 +94,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 class TimeCosineLR(Callback):
-    """Cosine learning-rate decay over wall-clock time instead of steps.
+    """Cosine learning-rate decay over time instead of steps, for every optimiser.
 
     Each step sets every parameter group's lr to
     ``lr0 * (floor + (1 - floor) * (1 + cos(pi * elapsed / duration)) / 2)``.
@@ -90,22 +102,48 @@ class TimeCosineLR(Callback):
     Args:
         duration: seconds of training the decay spans.
         floor: final lr as a fraction of the initial one.
+        clock: the clock `duration` is measured on: wall-clock (`time.monotonic`) or
+            CPU time (`time.process_time`).
     """
 
-    def __init__(self, duration: float, floor: float = 0.02):
-        self.duration, self.floor = duration, floor
+    def __init__(self, duration: float, floor: float = 0.02, clock: Callable[[], float] = time.monotonic):
+        self.duration, self.floor, self.clock = duration, floor, clock
         self.start = 0.0
-        self.initial: list[float] = []
+        self.initial: list[list[float]] = []
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self.start = time.monotonic()
-        self.initial = [group["lr"] for group in trainer.optimizers[0].param_groups]
+        self.start = self.clock()
+        self.initial = [[group["lr"] for group in optimizer.param_groups] for optimizer in trainer.optimizers]
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        progress = min(1.0, (time.monotonic() - self.start) / self.duration)
+        progress = min(1.0, (self.clock() - self.start) / self.duration)
         factor = self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-        for group, lr in zip(trainer.optimizers[0].param_groups, self.initial):
-            group["lr"] = lr * factor
+        for optimizer, initial in zip(trainer.optimizers, self.initial):
+            for group, lr in zip(optimizer.param_groups, initial):
+                group["lr"] = lr * factor
+
+
+class CPUBudget(Callback):
+    """Stop training once this process has used `seconds` of CPU time since training started.
+
+    Checked after every training step (``time.process_time()``: the CPU time of every
+    thread of this process, not of DataLoader worker processes).
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.start = 0.0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.start = time.process_time()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if time.process_time() - self.start >= self.seconds:
+            trainer.should_stop = True
+
+    def used(self) -> float:
+        """CPU seconds used since training started."""
+        return time.process_time() - self.start
 
 
 def simulate_once(datamodule) -> dict[str, float]:
@@ -133,16 +171,24 @@ def run(args: argparse.Namespace) -> dict:
     cfg = validate(load_config(args.experiment, overrides))
     experiment = Run.build(cfg)
     simulation = simulate_once(experiment.datamodule)
-    reserve = TEST_SIMULATION_FACTOR * simulation["test"] + TEST_MARGIN_S
-    training_budget = budget - (time.monotonic() - start) - reserve
-    if training_budget < 30.0:
-        raise SystemExit(f"error: {args.minutes} minutes leave {training_budget:.0f} s for training; "
-                         "raise --minutes or shrink data.sizes")
-    experiment.trainer.callbacks.append(Timer(duration=timedelta(seconds=training_budget), interval="step"))
+    cpu_budget = None
+    if args.cpu_minutes is not None:
+        budget = training_budget = args.cpu_minutes * 60.0
+        cpu_budget = CPUBudget(training_budget)
+        experiment.trainer.callbacks.append(cpu_budget)
+    else:
+        reserve = TEST_SIMULATION_FACTOR * simulation["test"] + TEST_MARGIN_S
+        training_budget = budget - (time.monotonic() - start) - reserve
+        if training_budget < 30.0:
+            raise SystemExit(f"error: {args.minutes} minutes leave {training_budget:.0f} s for training; "
+                             "raise --minutes or shrink data.sizes")
+        experiment.trainer.callbacks.append(Timer(duration=timedelta(seconds=training_budget), interval="step"))
     if not cfg.values["model"].get("scheduler"):
-        experiment.trainer.callbacks.append(TimeCosineLR(training_budget))
+        clock = time.process_time if cpu_budget else time.monotonic
+        experiment.trainer.callbacks.append(TimeCosineLR(training_budget, clock=clock))
     fit_start = time.monotonic()
     experiment.fit()
+    training_cpu = cpu_budget.used() if cpu_budget else None
     test_start = time.monotonic()
     metrics = experiment.test()
     end = time.monotonic()
@@ -155,6 +201,8 @@ def run(args: argparse.Namespace) -> dict:
         "threads": torch.get_num_threads(),
         "overrides": overrides,
         "budget_s": budget,
+        "budget_clock": "cpu" if cpu_budget else "wall",
+        "training_cpu_s": None if training_cpu is None else round(training_cpu, 1),
         "seconds": {"simulation": round(sum(simulation.values()), 1), "training": round(test_start - fit_start, 1),
                     "test": round(end - test_start, 1), "total": round(end - start, 1)},
         "epochs": experiment.trainer.current_epoch,
@@ -175,7 +223,9 @@ def print_report(report: dict) -> None:
     print(f"\n{report['experiment']} (preset {report['preset']}): {report['parameters']:,} parameters, "
           f"{report['training_models']} training models, {report['epochs']} epochs / {report['steps']} steps")
     print(f"time: simulation {s['simulation']} s, training {s['training']} s, test {s['test']} s, "
-          f"total {s['total']} s of {report['budget_s']:.0f} s")
+          f"total {s['total']} s" + (f" (budget: {report['budget_s']:.0f} s of training CPU time, used "
+                                      f"{report['training_cpu_s']} s)" if report.get("budget_clock") == "cpu"
+                                      else f" of {report['budget_s']:.0f} s"))
     print("| metric | value |\n| --- | --- |")
     for name in ("mae", "rmse", "ssim", "mae_mps", "rmse_mps", "data_misfit"):
         if f"test/{name}" in m:

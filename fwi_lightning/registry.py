@@ -35,7 +35,7 @@ import entrypoints
 
 from fwi_lightning.errors import FWIError, RegistryError, suggestion
 
-GROUPS: tuple[str, ...] = ("paradigms", "networks", "velocity", "datamodules", "losses", "callbacks")
+GROUPS: tuple[str, ...] = ("paradigms", "networks", "velocity", "datamodules", "losses", "callbacks", "critics")
 PREFIX = "fwi_lightning."
 
 #: What one component of each group is called in messages.
@@ -46,6 +46,7 @@ SINGULAR: dict[str, str] = {
     "datamodules": "data module",
     "losses": "loss",
     "callbacks": "callback",
+    "critics": "critic",
 }
 
 #: Distributions whose components were loaded in this process (for run summaries).

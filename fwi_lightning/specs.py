@@ -47,6 +47,7 @@ LossesSpec = Annotated[Optional[dict], ComponentRef("losses", mapping=True, weig
 FamiliesSpec = Annotated[Optional[dict], ComponentRef("velocity", mapping=True, weighted=True)]
 SplitFamiliesSpec = Annotated[Optional[dict], ComponentRef("velocity", mapping=True, weighted=True, per_split=True)]
 CallbacksSpec = Annotated[Optional[dict], ComponentRef("callbacks", mapping=True)]
+CriticSpec = Annotated[Optional[dict], ComponentRef("critics")]
 
 #: Constructor parameters the framework passes itself, never read from YAML, per group.
 INJECTED: dict[str, tuple[str, ...]] = {
@@ -56,6 +57,7 @@ INJECTED: dict[str, tuple[str, ...]] = {
     "velocity": ("shape", "spacing", "velocity_range"),
     "datamodules": ("seed",),
     "callbacks": (),
+    "critics": ("problem",),
 }
 
 

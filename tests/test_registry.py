@@ -24,6 +24,7 @@ BUILTINS = {
     "datamodules": {"simulated", "openfwi"},
     "losses": {"l1", "l2", "ssim", "tv", "edge"},
     "callbacks": {"early_stopping", "lr_monitor", "figures"},
+    "critics": {"velocitygan"},
 }
 
 

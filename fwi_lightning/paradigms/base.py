@@ -8,7 +8,9 @@ training. A paradigm fills in `configure_models`, `forward` and `training_step`,
 where it needs them `produces` + `outputs` (named outputs beyond ``velocity``) and
 `optimizer_groups` (several optimisers, e.g. generator and critic, for manual
 optimisation). Validation, test and prediction of velocity, metric logging and the
-optimisers/schedulers from YAML are shared here.
+optimisers/schedulers from YAML are shared here. Under manual optimisation a paradigm
+steps each group with `manual_step` (zero, backward, step, and its per-step scheduler)
+and the base steps the per-epoch schedulers in `on_train_epoch_end`.
 
 Logged names: ``train/loss`` and ``train/<term>`` (each loss term unweighted),
 ``val/loss`` (the checkpoint monitor), ``val/{mae,rmse,ssim,...}`` velocity metrics,
@@ -146,6 +148,61 @@ class ParadigmBase(LightningModule):
         """
         parameters = [p for p in self.parameters() if p.requires_grad]
         return {"model": OptimizerGroup(parameters, self.hparams.get("optimizer"), self.hparams.get("scheduler"))}
+
+    # -- manual optimisation ---------------------------------------------------------
+
+    def optimizer(self, name: str) -> Any:
+        """The (Lightning-wrapped) optimiser of the `optimizer_groups` entry `name`."""
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        return optimizers[list(self.optimizer_groups()).index(name)]
+
+    def manual_step(self, name: str, loss: torch.Tensor) -> None:
+        """One manual-optimisation step of the group `name`: zero its gradients, back-propagate
+        `loss` (through `manual_backward`, so precision plugins and strategies apply), step the
+        optimiser, then its scheduler when that steps by ``interval: step``.
+
+        Only the group's own gradients are zeroed first: gradients that `loss` leaves on
+        other groups' parameters stay until their own `manual_step` zeroes them.
+        """
+        optimizer = self.optimizer(name)
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
+        self._step_schedulers(optimizer.optimizer, "step")
+
+    def on_train_epoch_end(self) -> None:
+        """Under manual optimisation, step the ``interval: epoch`` schedulers (Lightning steps
+        them itself only under automatic optimisation)."""
+        if not self.automatic_optimization:
+            for optimizer in self.trainer.optimizers:
+                self._step_schedulers(optimizer, "epoch")
+
+    def _step_schedulers(self, optimizer: torch.optim.Optimizer, interval: str) -> None:
+        """Step the schedulers of `optimizer` that step by `interval`: an ``epoch`` one every
+        ``frequency`` epochs, a ``step`` one after every step of its optimiser (``frequency``
+        must then be 1); ReduceLROnPlateau reads its ``monitor`` from the logged values and
+        waits while that is not logged yet.
+
+        Raises:
+            ConfigError: a ``step`` scheduler with a ``frequency`` other than 1.
+        """
+        for config in self.trainer.lr_scheduler_configs:
+            if config.scheduler.optimizer is not optimizer or config.interval != interval:
+                continue
+            if interval == "step" and config.frequency != 1:
+                key = next(g.scheduler_key for g, o in zip(self.optimizer_groups().values(), self.trainer.optimizers)
+                           if o is optimizer)
+                raise ConfigError("under manual optimisation a scheduler with interval 'step' steps after every "
+                                  "step of its optimiser; set frequency: 1 or use interval: epoch", key=f"{key}.frequency")
+            if interval == "epoch" and (self.current_epoch + 1) % config.frequency:
+                continue
+            if isinstance(config.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                value = self.trainer.callback_metrics.get(config.monitor)
+                if value is not None:
+                    config.scheduler.step(value)
+            else:
+                config.scheduler.step()
 
     # -- shared steps ----------------------------------------------------------------
 
