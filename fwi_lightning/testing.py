@@ -149,6 +149,8 @@ def tiny_batch(split: str = "val", datamodule: Any = None) -> dict[str, Any]:
     """
     datamodule = datamodule if datamodule is not None else tiny_datamodule()
     loader = getattr(datamodule, f"{split}_dataloader")()
+    if isinstance(loader, (list, tuple)):  # one loader per evaluated stream (source_target): the first
+        loader = loader[0]
     return datamodule.on_after_batch_transfer(next(iter(loader)), 0)
 
 
