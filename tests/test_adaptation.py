@@ -5,6 +5,7 @@ refusals of bad settings."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
@@ -288,3 +289,23 @@ def test_source_target_without_adaptation_data_is_refused_by_the_paradigm():
     with pytest.raises(ConfigError, match="set data: {name: source_target"):
         registry.build("paradigms", {"name": "adaptation", "network": dict(testing.TINY_NETWORK)}, key="model",
                        problem=testing.tiny_problem())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment, overrides", [
+    ("uda_marmousi", []),
+    ("source_only_marmousi", []),
+    ("finetune_marmousi", ["model.transfer.init_from=null"]),  # its source run does not exist here
+])
+def test_the_marmousi_experiments_build(tmp_path, capsys, experiment, overrides):
+    import os
+
+    from fwi_lightning.data.families.model_file import DATA_ENV, MARMOUSI_FILE
+
+    root = os.environ.get(DATA_ENV)
+    if not root or not os.path.isfile(os.path.join(root, MARMOUSI_FILE)):
+        pytest.skip(f"Marmousi not found: set {DATA_ENV} to the folder holding {MARMOUSI_FILE}")
+    path = Path(__file__).resolve().parents[1] / "experiments" / f"{experiment}.yaml"
+    status = main([str(path), f"run_dir={tmp_path}", "--dry-run", *overrides])
+    out = capsys.readouterr().out
+    assert status == 0 and "[10, 375, 120]" in out and "[1500.0, 5500.0]" in out, out

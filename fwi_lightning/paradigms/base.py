@@ -86,6 +86,9 @@ class ParadigmBase(LightningModule):
             ``optimizer`` (``{name, **kwargs}``, default AdamW lr 1e-4, weight decay
             1e-4) and ``scheduler`` (``{name, interval, frequency, monitor, **kwargs}``
             or null).
+        transfer: every paradigm's constructor also takes ``transfer`` (``init_from``,
+            ``parts``, ``freeze``, ``lr``; added by `__init_subclass__`, applied after
+            the modules are built: `fwi_lightning.paradigms.transfer`).
     """
 
     produces: tuple[str, ...] = VELOCITY_ONLY
