@@ -44,14 +44,14 @@ METHODS: dict[str, dict[str, Any]] = {
     "dann": {"dann": {"weight": 0.1}},
     "mmd": {"mmd": 1.0},
     "coral": {"coral": 1.0},
-    "physics": {"physics": {"weight": 0.5, "misfit": "l2", "shots": 2}},
+    "physics": {"physics": {"weight": 0.5, "misfit": "l2", "shots": 1}},
 }
 UNSUPERVISED = (*METHODS, "uda_marmousi")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300, help="optimiser steps of every variant")
+    parser.add_argument("--steps", type=int, default=150, help="optimiser steps of every variant")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds of source-only and the best method")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (one process, one run at a time)")
     parser.add_argument("--finetune-size", type=int, default=200, help="labelled Marmousi windows of fine-tuning (100..1000)")
