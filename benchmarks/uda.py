@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
     cfg = validate(load_config(str(UDA), args.overrides)).values
-    tune = validate(load_config(str(FINETUNE), [f"data.sizes.train={args.finetune_size}"])).values
+    workers = cfg["data"]["target"].get("num_workers", 0)  # fine-tuning data loads as the target does
+    tune = validate(load_config(str(FINETUNE), [f"data.sizes.train={args.finetune_size}", f"data.num_workers={workers}"])).values
     wanted = set(args.only.split(",")) if args.only else None
     variants = {"source_only": {}, **METHODS, "uda_marmousi": cfg["model"]["methods"]}
     variants = {k: v for k, v in variants.items() if wanted is None or k in wanted}
