@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 UDA = REPO / "experiments" / "uda_marmousi.yaml"
 FINETUNE = REPO / "experiments" / "finetune_marmousi.yaml"
@@ -46,7 +48,6 @@ METHODS: dict[str, dict[str, Any]] = {
     "coral": {"coral": 1.0},
     "physics": {"physics": {"weight": 0.5, "misfit": "l2", "shots": 1}},
 }
-UNSUPERVISED = (*METHODS, "uda_marmousi")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -56,6 +57,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (one process, one run at a time)")
     parser.add_argument("--finetune-size", type=int, default=200, help="labelled Marmousi windows of fine-tuning (100..1000)")
     parser.add_argument("--only", default=None, help="comma-separated variants to run (default: all)")
+    parser.add_argument("--variant", action="append", default=[], metavar="LABEL=METHODS",
+                        help="an extra variant, its methods as YAML, e.g. 'coral_light={coral: 0.1}' (repeatable)")
     parser.add_argument("--out", default="uda_benchmark.json", help="JSON file of every run's numbers")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of uda_marmousi.yaml (data, network)")
     return parser.parse_args(argv)
@@ -118,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     tune = validate(load_config(str(FINETUNE), [f"data.sizes.train={args.finetune_size}", f"data.num_workers={workers}"])).values
     wanted = set(args.only.split(",")) if args.only else None
     variants = {"source_only": {}, **METHODS, "uda_marmousi": cfg["model"]["methods"]}
+    for extra in args.variant:
+        label, _, methods = extra.partition("=")
+        variants[label] = yaml.safe_load(methods)
     variants = {k: v for k, v in variants.items() if wanted is None or k in wanted}
     datamodule = registry.build("datamodules", cfg["data"], key="data", seed=cfg["seed"])
     for stream in (datamodule.source, datamodule.target):  # fill the caches now, outside every variant's cost
@@ -140,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             model = record(label, {**cfg["model"], "methods": methods}, seeds[0])
             if label == "source_only":
                 source_model = model
-        best = min((k for k in results if k in UNSUPERVISED), key=lambda k: results[k][0]["mae_mps"], default=None)
+        best = min((k for k in results if k not in ("source_only", "finetune")), key=lambda k: results[k][0]["mae_mps"], default=None)
         for label in [k for k in ("source_only", best) if k is not None and k in results]:
             for seed in seeds[1:]:
                 record(label, {**cfg["model"], "methods": variants[label]}, seed)
