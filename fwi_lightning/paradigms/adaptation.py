@@ -17,12 +17,7 @@ training batches are ``{"source": batch, "target": batch}``. Every step:
     operator must match the observed target data (the `physics` loss, so every
     parameter of it applies: ``misfit``, ``shots``, ...).
 
-  The domain terms live in `fwi_lightning.losses.domain`. Source and target go through
-  the network in one pass, so normalisation layers (BatchNorm) train on the two domains
-  together, as their running statistics then hold them in evaluation; two separate passes
-  trained each domain on its own batch statistics and evaluated the target on a mix it
-  never trained with (+21 % target MAE over source-only with no domain term at all,
-  benchmarks/README.md).
+  The domain terms live in `fwi_lightning.losses.domain`.
 
 Validation and test read the data module's evaluation streams (``eval_domains``, the
 target first) and log velocity metrics per domain, ``val/<domain>/<metric>`` and
@@ -223,19 +218,13 @@ class Adaptation(Supervised):
             raise ConfigError("the adaptation paradigm needs {source, target} training batches: use data: {name: source_target, ...}")
         source = batch["source"]
         target = {k: v for k, v in batch["target"].items() if k != "velocity"}  # target labels never reach a loss
-        count = len(source["data"])
-        if not self.methods:  # source only: the target is never read
-            _, velocity = self.encode_decode(source["data"])
-        else:  # one pass over both: normalisation layers train on the mix their running statistics hold
-            features, both = self.encode_decode(torch.cat([source["data"], target["data"].to(source["data"])]))
-            velocity, target_velocity = both[:count], both[count:]
+        features, velocity = self.encode_decode(source["data"])
         total, terms = self.criterion({"velocity": velocity}, source)
         terms = dict(terms)
         if self.methods:
-            embedded = None
-            if any(m in self.methods for m in FEATURE_METHODS):
-                embedding = self.network.embedding(features)
-                embedded = (embedding[:count], embedding[count:])
+            target_features, target_velocity = self.encode_decode(target["data"])
+            embedded = (self.network.embedding(features), self.network.embedding(target_features)) if any(
+                m in self.methods for m in FEATURE_METHODS) else None
             for name, value in self.domain_terms(embedded, target_velocity, target).items():
                 terms[name] = value
                 if name in self.weights:
