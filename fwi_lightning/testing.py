@@ -96,6 +96,10 @@ TINY_PARADIGM_NETWORKS: dict[str, dict[str, dict[str, Any]]] = {
 #: The network every check run uses where the component under test is not a network.
 TINY_NETWORK: dict[str, Any] = {"name": "tiny", "width": 4}
 
+#: The keys of a training batch that pairs a source and a target stream (``source_target``),
+#: which the ``adaptation`` paradigm trains on.
+PAIRED_STREAMS: tuple[str, ...] = ("source", "target")
+
 #: Relative slack on the velocity range (float rounding of a tanh output at the bounds).
 RANGE_TOLERANCE = 1e-4
 
@@ -139,6 +143,27 @@ def tiny_data_config(**overrides: Any) -> dict[str, Any]:
     return section
 
 
+def tiny_source_target_config(**overrides: Any) -> dict[str, Any]:
+    """The ``data`` section of a tiny source + target stream (``source_target``): flat layers as the
+    source, curved layers as the target, both evaluated (target first).
+
+    Args:
+        **overrides: keys replaced in the section (e.g. ``target_labels=False``).
+    """
+    section = {
+        "name": "source_target",
+        "source": tiny_data_config(),
+        "target": tiny_data_config(families={"curvevel": 1.0}),
+        "eval_domains": ["target", "source"],
+    }
+    section.update(copy.deepcopy(overrides))
+    return section
+
+
+TINY_SETTINGS["datamodules"]["source_target"] = {k: v for k, v in tiny_source_target_config().items() if k != "name"}
+TINY_PARADIGM_DATA["adaptation"] = tiny_source_target_config()
+
+
 def tiny_datamodule(data: Optional[Mapping[str, Any]] = None, seed: int = 0):
     """A data module built from `data` (default `tiny_data_config`) as ``fwi-run`` builds it."""
     from fwi_lightning import registry
@@ -160,7 +185,14 @@ def tiny_batch(split: str = "val", datamodule: Any = None) -> dict[str, Any]:
     """
     datamodule = datamodule if datamodule is not None else tiny_datamodule()
     loader = getattr(datamodule, f"{split}_dataloader")()
-    return datamodule.on_after_batch_transfer(next(iter(loader)), 0)
+    from lightning.pytorch.utilities import CombinedLoader
+
+    if isinstance(loader, (list, tuple)):  # one loader per evaluated stream (source_target): the first
+        loader = loader[0]
+    batch = next(iter(loader))
+    if isinstance(loader, CombinedLoader):  # it yields (batch, batch index, loader index)
+        batch = batch[0]
+    return datamodule.on_after_batch_transfer(batch, 0)
 
 
 def tiny_experiment(model: Mapping[str, Any], *, data: Optional[Mapping[str, Any]] = None,
@@ -422,7 +454,9 @@ def check_datamodule(datamodule: Any, **params: Any):
     """Check a data module of the ``fwi_lightning.datamodules`` group; returns it, built with seed 0.
 
     Asserts a `Problem` with a finite, increasing data range; that the first batch of
-    every split (after ``on_after_batch_transfer``) holds ``data`` [B, S, T, R] float32
+    every split (after ``on_after_batch_transfer``; each stream's of a training batch
+    ``{source, target}``, which the check run then trains with the ``adaptation``
+    paradigm) holds ``data`` [B, S, T, R] float32
     finite with (S, T, R) = ``problem.data_shape``, ``velocity`` [B, 1, NZ, NX] inside
     the velocity range when present, ``family`` and ``index`` integer [B]; that a second
     instance with the same seed gives the same validation batch; then a fast_dev_run
@@ -448,6 +482,11 @@ def check_datamodule(datamodule: Any, **params: Any):
 
     for split in ("train", "val", "test"):
         batch = tiny_batch(split, built)
+        if split == "train" and set(batch) == set(PAIRED_STREAMS):  # one batch per stream: train the run on both
+            for stream, part in batch.items():
+                _assert_batch(part, problem, f"{label} {split} {stream} batch")
+            model = {"name": "adaptation", "network": dict(TINY_NETWORK)}
+            continue
         _assert_batch(batch, problem, f"{label} {split} batch")
     first, repeat = tiny_batch("val", built), tiny_batch("val", tiny_datamodule(data))
     for key, value in first.items():
@@ -684,7 +723,7 @@ def _describe(value: Any) -> str:
 
 __all__ = [
     "TINY_SURVEY", "TINY_VELOCITY_RANGE", "TINY_TRAINER", "TINY_SETTINGS", "TINY_PARADIGM_DATA", "TINY_PARADIGM_NETWORKS", "TINY_NETWORK", "RANGE_TOLERANCE",
-    "tiny_settings", "tiny_survey", "tiny_data_config", "tiny_datamodule", "tiny_problem", "tiny_batch",
+    "tiny_settings", "tiny_survey", "tiny_data_config", "tiny_source_target_config", "tiny_datamodule", "tiny_problem", "tiny_batch",
     "tiny_experiment", "CheckRun", "run_experiment", "component_name", "nested_components", "single_threaded",
     "check_network", "check_loss", "check_velocity_family", "check_datamodule", "check_callback", "check_paradigm",
 ]

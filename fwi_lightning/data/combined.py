@@ -10,7 +10,9 @@ serves
   longer one ends its epoch). Lightning saves and restores the state of each inner
   `ResumableLoader` in the checkpoint (``CombinedLoader._state_dicts``), so a run resumed
   mid-epoch continues both streams where they were.
-* validation, test, prediction: the target's flat batches.
+* validation, test: the flat batches of each domain of ``eval_domains`` (default the
+  target alone; ``[target, source]`` gives one loader per domain, the target's first,
+  so a paradigm can report metrics per domain); prediction: the target's.
 
 Every batch carries ``domain`` (``"source"`` or ``"target"``). Target batches in
 training never carry ``velocity``; in validation and test they do when
@@ -19,7 +21,7 @@ training never carry ``velocity``; in validation and test they do when
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import CombinedLoader
@@ -50,8 +52,9 @@ class SourceTargetDataModule(LightningDataModule):
 
     Training batches are ``{"source": batch, "target": batch}``, each a flat batch
     (``data`` [B, S, T, R] raw amplitudes, ``velocity`` [B, 1, NZ, NX] m/s on the source,
-    ``family`` [B], ``index`` [B]) plus ``domain``. Validation and test batches are the
-    target's, with ``domain: "target"``. ``problem`` is the source's, with
+    ``family`` [B], ``index`` [B]) plus ``domain``. Validation and test batches are those
+    of the ``eval_domains`` (one loader each, in that order), with their ``domain``.
+    ``problem`` is the source's (its forward operator included), with
     ``extra["domains"]`` holding each domain's own `Problem` as a dict (its data and
     velocity ranges), so both travel with a checkpoint.
 
@@ -63,14 +66,20 @@ class SourceTargetDataModule(LightningDataModule):
         target: the target data module's section, e.g. ``{name: openfwi, data_dir: ...}``.
         target_labels: whether the target's velocities reach validation and test
             batches (for metrics). Training target batches never carry them.
+        eval_domains: the domains validated and tested, one loader each in this order;
+            default ``[target]``; ``[target, source]`` for metrics per domain.
 
     Raises:
         ConfigError: a domain's section is invalid (keyed ``source...``/``target...``),
             or the two surveys differ (keyed ``target.survey``).
     """
 
-    def __init__(self, seed: int = 0, source: DataModuleSpec = None, target: DataModuleSpec = None, target_labels: bool = True):
+    def __init__(self, seed: int = 0, source: DataModuleSpec = None, target: DataModuleSpec = None, target_labels: bool = True,
+                 eval_domains: Sequence[str] = ("target",)):
         super().__init__()
+        self.eval_domains = tuple(eval_domains)
+        if not self.eval_domains or any(name not in DOMAINS for name in self.eval_domains) or len(set(self.eval_domains)) < len(self.eval_domains):
+            raise ConfigError(f"expected distinct domains among {', '.join(DOMAINS)}, got {list(eval_domains)!r}", key="eval_domains")
         for name, section in (("source", source), ("target", target)):
             if section is None:
                 raise ConfigError(f"the {name} data module is missing: set {name}: {{name: <data module>, ...}}", key=name)
@@ -108,7 +117,8 @@ class SourceTargetDataModule(LightningDataModule):
                 )
             source = problems["source"]
             extra = {**source.extra, "domains": {name: p.to_dict() for name, p in problems.items()}}
-            self._problem = Problem(source.survey, source.velocity_range, source.data_range, extra=extra)
+            self._problem = Problem(source.survey, source.velocity_range, source.data_range, extra=extra,
+                                    operator_settings=source.operator_settings, operator=source.operator)
         return self._problem
 
     def _attach(self) -> None:
@@ -121,13 +131,17 @@ class SourceTargetDataModule(LightningDataModule):
         self._attach()
         return CombinedLoader({name: module.train_dataloader() for name, module in self.modules.items()}, mode="max_size_cycle")
 
-    def val_dataloader(self) -> Any:
+    def _evaluation(self, split: str) -> Any:
+        """The `split` loader of each of the `eval_domains` (a bare loader when there is one)."""
         self._attach()
-        return self.target.val_dataloader()
+        loaders = [getattr(self.modules[name], f"{split}_dataloader")() for name in self.eval_domains]
+        return loaders[0] if len(loaders) == 1 else loaders
+
+    def val_dataloader(self) -> Any:
+        return self._evaluation("val")
 
     def test_dataloader(self) -> Any:
-        self._attach()
-        return self.target.test_dataloader()
+        return self._evaluation("test")
 
     def predict_dataloader(self) -> Any:
         self._attach()
@@ -135,7 +149,7 @@ class SourceTargetDataModule(LightningDataModule):
 
     def _finish(self, name: str, batch: dict[str, Any], dataloader_idx: int, training: bool) -> dict[str, Any]:
         """One domain's batch after its own module's device hook, with ``domain``; target labels dropped where not allowed."""
-        out = dict(self.modules[name].on_after_batch_transfer(batch, dataloader_idx))
+        out = dict(self.modules[name].on_after_batch_transfer(batch, 0))  # each domain module has one loader per split
         out["domain"] = name
         if name == "target" and (training or not self.target_labels):
             out.pop("velocity", None)
@@ -145,7 +159,8 @@ class SourceTargetDataModule(LightningDataModule):
         """Run each domain's own device hook (e.g. on-device simulation) and add ``domain``."""
         if isinstance(batch, dict) and set(batch) == set(DOMAINS):
             return {name: self._finish(name, batch[name], dataloader_idx, training=True) for name in DOMAINS}
-        return self._finish("target", batch, dataloader_idx, training=False)
+        domain = self.eval_domains[dataloader_idx] if self.trainer is None or not self.trainer.predicting else "target"
+        return self._finish(domain, batch, dataloader_idx, training=False)
 
     def state_dict(self) -> dict[str, Any]:
         """Each domain's own state (e.g. its data range)."""

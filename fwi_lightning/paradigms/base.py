@@ -40,6 +40,7 @@ from fwi_lightning.errors import ConfigError, suggestion
 from fwi_lightning.losses.base import VELOCITY_ONLY, WeightedLoss
 from fwi_lightning.metrics.data_misfit import DataMisfit
 from fwi_lightning.metrics.velocity import FamilyMetrics, velocity_metrics
+from fwi_lightning.paradigms import transfer
 from fwi_lightning.problem import Problem
 from fwi_lightning.signature import matches, type_name
 
@@ -87,6 +88,9 @@ class ParadigmBase(LightningModule):
             ``optimizer`` (``{name, **kwargs}``, default AdamW lr 1e-4, weight decay
             1e-4) and ``scheduler`` (``{name, interval, frequency, monitor, **kwargs}``
             or null).
+        transfer: every paradigm's constructor also takes ``transfer`` (``init_from``,
+            ``parts``, ``freeze``, ``lr``; added by `__init_subclass__`, applied after
+            the modules are built: `fwi_lightning.paradigms.transfer`).
     """
 
     produces: tuple[str, ...] = VELOCITY_ONLY
@@ -98,8 +102,24 @@ class ParadigmBase(LightningModule):
         self.configure_models()
         self.configure_losses()
         self.configure_metrics()
+        self.transfer = transfer.Transfer(self, self.__dict__.pop(transfer.PENDING, None), self.problem)
+        if self.transfer.saved is not None:
+            self.hparams["transfer"] = self.transfer.saved
         for group in self.optimizer_groups().values():
             check_optimization(group)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every paradigm's constructor also takes ``transfer`` (`fwi_lightning.paradigms.transfer`)."""
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            transfer.accept_transfer(cls)
+
+    def train(self, mode: bool = True) -> "ParadigmBase":
+        """Train or eval mode; modules frozen by ``transfer.freeze`` stay in eval mode."""
+        super().train(mode)
+        if mode and hasattr(self, "transfer"):
+            self.transfer.keep_frozen_in_eval()
+        return self
 
     # -- hooks a paradigm fills in -------------------------------------------------
 
@@ -281,7 +301,7 @@ class ParadigmBase(LightningModule):
         optimiser or ``{optimizer, lr_scheduler}`` for one group, a list of such dicts for several."""
         configured = []
         for group in self.optimizer_groups().values():
-            optimizer = build_optimizer(group.parameters, group.optimizer, key=group.key)
+            optimizer = build_optimizer(self.transfer.param_groups(group.parameters), group.optimizer, key=group.key)
             scheduler = build_scheduler(optimizer, group.scheduler, key=group.scheduler_key)
             configured.append({"optimizer": optimizer, "lr_scheduler": scheduler} if scheduler else {"optimizer": optimizer})
         if len(configured) > 1:
