@@ -35,6 +35,7 @@ def fitted(tmp_path_factory):
     run = trainer(root, max_epochs=4, callbacks=[figures], logger=wandb, enable_checkpointing=False)
     run.fit(model, datamodule=datamodule)
     run.test(model, datamodule=datamodule, verbose=False)
+    wandb.experiment.finish()  # no W&B run left open for later tests
     return root, figures, wandb
 
 

@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+import wandb
 import yaml
 
 from fwi_lightning.cli import main
@@ -36,6 +37,7 @@ def offline_run(tmp_path_factory):
     for var in ("WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_ARTIFACT_DIR"):
         mp.setenv(var, str(folder / "wandb-home"))  # W&B's staging and caches stay in the test folder
     mp.setenv("WANDB_MODE", "offline")
+    wandb.finish()  # an earlier test's unfinished run would be reused by Lightning's WandbLogger
     path = write_experiment(folder, "tracked", logger={"name": "wandb", "project": "fwi-tests", "group": "geology",
                                                        "tags": ["tiny", "flatvel"], "job_type": "sweep-member"})
     values = yaml.safe_load(path.read_text())
@@ -45,6 +47,7 @@ def offline_run(tmp_path_factory):
         assert main([str(path)]) == 0
     finally:
         mp.undo()
+        wandb.finish()
     run_dir = next((folder / "runs" / "tracked").iterdir())
     offline = next((run_dir / "wandb").glob("offline-run-*"))
     records = _finished_records(next(offline.glob("run-*.wandb")))
