@@ -120,11 +120,17 @@ def predict_command(argv: list[str]) -> int:
         refine_lr=args.refine_lr, batch_size=args.batch_size, device=args.device,
     )
     written, notes = run_predict(args.checkpoint, args.input, options)
+    _report(notes, written)
+    return 0
+
+
+def _report(notes: list[str], written: list, text: str = "") -> None:
+    """Print `notes` to stderr, then `text` and one ``wrote PATH`` line per file written to stdout."""
     for note in notes:
         print(note, file=sys.stderr)
+    print(text, end="")
     for path in written:
         print(f"wrote {path}")
-    return 0
 
 
 def _compare_parser() -> argparse.ArgumentParser:
@@ -149,11 +155,7 @@ def compare_command(argv: list[str]) -> int:
 
     args = _compare_parser().parse_args(argv)
     text, written, notes = run_compare(args.runs, args.out, args.samples, figure=not args.no_figure)
-    for note in notes:
-        print(note, file=sys.stderr)
-    print(text, end="")
-    for path in written:
-        print(f"wrote {path}")
+    _report(notes, written, text)
     return 0
 
 
