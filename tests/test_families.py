@@ -98,6 +98,29 @@ def test_model_file_windows_come_from_disjoint_lateral_regions(tmp_path):
     assert extents["test"] == pytest.approx((900.0, 990.0), abs=0.1)
 
 
+def test_model_file_regions_m_hold_a_window_out_with_training_on_both_sides(tmp_path):
+    """x encoded in the ramp's velocity: every train window lies in one extent, both extents are drawn."""
+    regions = {"train": [[0, 300], [600, 995]], "test": [[350, 550]]}
+    family = ModelFile((8, 10), SPACING, (1500.0, 4000.0), path=str(_ramp_file(tmp_path)), file_spacing=5.0, regions_m=regions)
+    starts = {round(float(family.sample(0, "train", i)[0, 0] - 1500.0) / 20.0) * 10.0 for i in range(200)}  # to the 10 m column
+    # 10 m columns: train windows start at 0..210 m (ending by 300) or 600..900 m (ending by 990)
+    assert starts <= {10.0 * c for c in range(0, 22)} | {10.0 * c for c in range(60, 91)}
+    assert min(starts) == 0.0 and max(starts) == 900.0 and any(s < 300 for s in starts) and any(s >= 600 for s in starts)
+    test = family.sample(0, "test", 0)[0]
+    assert 350.0 <= (test[0] - 1500.0) / 2.0 and (test[-1] - 1500.0) / 2.0 <= 550.0
+    with pytest.raises(DataError, match="no val region in 'regions_m'"):
+        family.sample(0, "val", 0)
+    with pytest.raises(ConfigError, match="overlaps the test extent") as err:
+        ModelFile((8, 10), SPACING, RANGE, path=str(_ramp_file(tmp_path)), file_spacing=5.0, regions_m={"train": [[0, 400]], "test": [[400, 500]]})
+    assert err.value.key == "regions_m"
+    with pytest.raises(ConfigError, match="not both"):
+        ModelFile((8, 10), SPACING, RANGE, path=str(_ramp_file(tmp_path)), file_spacing=5.0, fractions={"train": 1.0}, regions_m={"train": [[0, 400]]})
+    with pytest.raises(ConfigError, match="x_start < x_end"):
+        ModelFile((8, 10), SPACING, RANGE, path=str(_ramp_file(tmp_path)), file_spacing=5.0, regions_m={"train": [[400, 0]]})
+    with pytest.raises(DataError, match="a train region is 6 columns wide"):
+        ModelFile((8, 10), SPACING, RANGE, path=str(_ramp_file(tmp_path)), file_spacing=5.0, regions_m={"train": [[0, 50]]}).sample(0, "train", 0)
+
+
 def test_model_file_errors_name_the_file_and_expectation(tmp_path):
     with pytest.raises(DataError, match="not found") as err:
         ModelFile(SHAPE, SPACING, RANGE, path=str(tmp_path / "missing.npy"), file_spacing=5.0)
@@ -113,7 +136,7 @@ def test_model_file_errors_name_the_file_and_expectation(tmp_path):
     np.save(tmp_path / "holes.npy", holes)
     with pytest.raises(DataError, match="NaN"):
         ModelFile((8, 10), SPACING, RANGE, path=str(tmp_path / "holes.npy"), file_spacing=5.0).sample(0, "train", 0)
-    with pytest.raises(DataError, match="val region is 10 columns wide"):
+    with pytest.raises(DataError, match="a val region is 10 columns wide"):
         ModelFile((8, 16), SPACING, RANGE, path=str(_ramp_file(tmp_path)), file_spacing=5.0).sample(0, "train", 0)
     with pytest.raises(DataError, match="outside velocity_range"):
         ModelFile((8, 10), SPACING, (1500.0, 2500.0), path=str(_ramp_file(tmp_path)), file_spacing=5.0, clip=False).sample(0, "train", 0)

@@ -1,9 +1,11 @@
 """Random windows from a 2D velocity model file (npy), e.g. Marmousi.
 
 The file is resampled once to the survey's grid spacing. Its columns are cut into
-contiguous lateral regions, one per split in the order train, val, test (by
-`fractions`), and each window lies wholly inside its split's region, so no training
-window overlaps a validation or test window.
+lateral regions, one per split: contiguous shares in the order train, val, test
+(`fractions`), or lateral extents in metres (`regions_m`, several per split if need
+be, e.g. a benchmark window held out with training data on both sides). Each window
+lies wholly inside one region of its split, so no training window overlaps a
+validation or test window.
 """
 
 from __future__ import annotations
@@ -114,6 +116,10 @@ class ModelFile(VelocityFamily):
         file_spacing: the file's grid spacing in m.
         fractions: lateral share of the model per split (train, val, test regions in
             that order, left to right).
+        regions_m: instead of `fractions`: per split, a list of lateral extents
+            ``[x_start, x_end]`` in m from the file's first column (a window's columns
+            all lie in one extent); splits left out get none. Extents of different
+            splits may not overlap.
         depth: ``"top"``: windows start at the surface; ``"random"``: at a random depth.
         clip: clip out-of-range velocities (True) or refuse the file (False).
 
@@ -121,8 +127,9 @@ class ModelFile(VelocityFamily):
         DataError: a missing, unreadable, non-2D or non-numeric file (at construction);
             non-finite or non-positive values, or a model too small for the window of a
             split (at the first sample).
-        ConfigError: invalid fractions or spacing, or a `file_spacing` that would
-            resample the file into more than `MAX_RESAMPLE_BYTES` of memory.
+        ConfigError: invalid fractions, regions or spacing, both `fractions` and
+            `regions_m`, or a `file_spacing` that would resample the file into more
+            than `MAX_RESAMPLE_BYTES` of memory.
     """
 
     def __init__(
@@ -135,13 +142,17 @@ class ModelFile(VelocityFamily):
         fractions: Optional[Mapping[str, float]] = None,
         depth: Literal["top", "random"] = "top",
         clip: bool = True,
+        regions_m: Optional[Mapping[str, Sequence[Sequence[float]]]] = None,
     ):
         super().__init__(shape, spacing, velocity_range)
         if not file_spacing > 0:
             raise ConfigError(f"expected the file's grid spacing in m (> 0), got {file_spacing}", key="file_spacing")
+        if fractions is not None and regions_m is not None:
+            raise ConfigError("give the split regions either as 'fractions' or as 'regions_m', not both", key="regions_m")
         self.path = Path(path).expanduser()
         self.file_spacing = float(file_spacing)
-        self.fractions = _fractions(fractions)
+        self.fractions = _fractions(fractions) if regions_m is None else None
+        self.regions_m = _regions_m(regions_m) if regions_m is not None else None
         if depth not in ("top", "random"):
             raise ConfigError(f"expected 'top' or 'random', got {depth!r}", key="depth")
         self.depth = depth
@@ -191,30 +202,44 @@ class ModelFile(VelocityFamily):
                 f"at {self.spacing} m the model is {model.shape[0]} cells deep, fewer than the survey's nz={nz}",
                 file=str(self.path),
             )
+        setting = "fractions" if self.regions_m is None else "regions_m"
         for split in SPLITS:
-            lo, hi = self.region(split, model.shape[1])
-            if hi - lo < nx and self.fractions[split] > 0:
-                raise DataError(
-                    f"the {split} region is {hi - lo} columns wide at {self.spacing} m, narrower than the window "
-                    f"(nx={nx}); give {split} a larger share in 'fractions' or use a smaller survey",
-                    file=str(self.path),
-                )
+            for lo, hi in self.regions(split, model.shape[1]):
+                if hi - lo < nx:
+                    raise DataError(
+                        f"a {split} region is {hi - lo} columns wide at {self.spacing} m, narrower than the window "
+                        f"(nx={nx}); widen it in '{setting}' or use a smaller survey",
+                        file=str(self.path),
+                    )
         return model
 
-    def region(self, split: str, width: int) -> tuple[int, int]:
-        """Columns [start, stop) of `split`'s lateral region in a model `width` columns wide."""
-        edges = np.round(np.cumsum([0.0] + [self.fractions[s] for s in SPLITS]) * width).astype(int)
-        i = SPLITS.index(split)
-        return int(edges[i]), int(edges[i + 1])
+    def regions(self, split: str, width: int) -> list[tuple[int, int]]:
+        """Column ranges [start, stop) of `split`'s lateral regions in a model `width` columns wide.
+
+        A region of ``regions_m`` holds the columns whose x (column * spacing, m) lies
+        in its extent, clipped to the model. A split without a region gets none.
+        """
+        if self.regions_m is None:
+            edges = np.round(np.cumsum([0.0] + [self.fractions[s] for s in SPLITS]) * width).astype(int)
+            i = SPLITS.index(split)
+            return [(int(edges[i]), int(edges[i + 1]))] if self.fractions[split] > 0 else []
+        return [
+            (max(0, int(np.ceil(start / self.spacing - 1e-9))), min(width, int(np.floor(end / self.spacing + 1e-9)) + 1))
+            for start, end in self.regions_m.get(split, [])
+        ]
 
     def generate(self, rng: np.random.Generator, split: str) -> np.ndarray:
-        """One window of the resampled model inside `split`'s region, [NZ, NX] m/s."""
+        """One window of the resampled model inside one of `split`'s regions, [NZ, NX] m/s.
+
+        The window's left column is uniform over every position that fits in a region.
+        """
         model = self.model
         nz, nx = self.shape
-        lo, hi = self.region(split, model.shape[1])
-        if hi - lo < nx:
-            raise DataError(f"no {split} region: its share in 'fractions' is 0", file=str(self.path))
-        x0 = int(rng.integers(lo, hi - nx + 1))
+        starts = [np.arange(lo, hi - nx + 1) for lo, hi in self.regions(split, model.shape[1])]
+        if not starts:
+            raise DataError(f"no {split} region in '{'fractions' if self.regions_m is None else 'regions_m'}'", file=str(self.path))
+        starts = np.concatenate(starts)
+        x0 = int(starts[rng.integers(0, starts.size)])
         z0 = int(rng.integers(0, model.shape[0] - nz + 1)) if self.depth == "random" else 0
         return model[z0 : z0 + nz, x0 : x0 + nx]
 
@@ -247,9 +272,12 @@ class KnownModel(ModelFile):
         fractions: Optional[Mapping[str, float]] = None,
         depth: Literal["top", "random"] = "top",
         clip: bool = True,
+        regions_m: Optional[Mapping[str, Sequence[Sequence[float]]]] = None,
     ):
         found = find_model_file(self.FILE, self.SHAPE, self.SPACING, self.TITLE, path)
-        super().__init__(shape, spacing, velocity_range, path=str(found), file_spacing=self.SPACING, fractions=fractions, depth=depth, clip=clip)
+        super().__init__(
+            shape, spacing, velocity_range, path=str(found), file_spacing=self.SPACING, fractions=fractions, depth=depth, clip=clip, regions_m=regions_m
+        )
         if self.file_shape != self.SHAPE:
             raise DataError(f"expected the {self.TITLE} model of shape {self.SHAPE} (depth, lateral), got {self.file_shape}", file=str(found))
 
@@ -315,3 +343,31 @@ def _fractions(fractions: Optional[Mapping[str, float]]) -> dict[str, float]:
     if any(v < 0 for v in values.values()) or not 0 < sum(values.values()) <= 1 + 1e-9:
         raise ConfigError(f"expected shares >= 0 summing to at most 1, got {values}", key="fractions")
     return values
+
+
+def _regions_m(regions_m: Mapping[str, Sequence[Sequence[float]]]) -> dict[str, list[tuple[float, float]]]:
+    """Validate ``regions_m``: per split, extents [x_start, x_end] in m, none shared between splits."""
+    unknown = set(regions_m) - set(SPLITS)
+    if unknown:
+        raise ConfigError(f"unknown split(s) {sorted(unknown)}; expected {', '.join(SPLITS)}", key="regions_m")
+    extents: dict[str, list[tuple[float, float]]] = {}
+    for split, spans in regions_m.items():
+        try:
+            extents[split] = [(float(start), float(end)) for start, end in spans]
+        except (TypeError, ValueError):
+            raise ConfigError(f"expected a list of [x_start, x_end] pairs in m, got {spans!r}", key=f"regions_m.{split}") from None
+        if any(not 0 <= start < end for start, end in extents[split]):
+            raise ConfigError(f"expected 0 <= x_start < x_end (m), got {spans!r}", key=f"regions_m.{split}")
+    for i, a in enumerate(SPLITS):
+        for b in SPLITS[i + 1 :]:
+            for s0, e0 in extents.get(a, []):
+                for s1, e1 in extents.get(b, []):
+                    if s0 <= e1 and s1 <= e0:
+                        raise ConfigError(
+                            f"the {a} extent [{s0:g}, {e0:g}] m overlaps the {b} extent [{s1:g}, {e1:g}] m; "
+                            "windows of different splits must not share columns",
+                            key="regions_m",
+                        )
+    if not any(extents.values()):
+        raise ConfigError("expected at least one extent [x_start, x_end] in m", key="regions_m")
+    return extents
