@@ -16,7 +16,19 @@ unweighted as ``train/<term>``:
   equation (the singularity Rasht-Behesht et al. sidestep the same way);
 * ``data``: the wavefield at the receivers against the recorded traces inside the window
   (relative: divided by the traces' mean square);
-* ``smoothness``: the mean squared velocity gradient (``inversion`` only; weight 0 by default).
+* ``smoothness``: the mean squared velocity gradient (``inversion`` only; weight 0 by default);
+* ``prior``: the mean squared difference of the velocity and the initial model, on the
+  [-1, 1] scale of the velocity range (``inversion`` only; weight 0 by default): a
+  Tikhonov term that keeps the cells the data do not constrain at the initial model.
+
+The residual's form (`residual_form`) sets how the PDE term weighs the velocity. With
+``plain`` (``u_tt - c^2 lap u``) the c that minimises it over a region is
+``<u_tt, lap u> / ||lap u||^2`` (squared): noise in an imperfect network's Laplacian
+dilutes that regression and pulls c down. ``slowness`` (``u_tt / c^2 - lap u``) pulls it
+up the same way. ``balanced`` (``u_tt / c - c lap u``) is minimised by
+``c^2 = ||u_tt|| / ||lap u||``: noise in either derivative biases c in opposite
+directions. Each form is the plain residual divided by ``(c / c_ref)^p``, p = 0, 2, 1,
+with c_ref the middle of the velocity range, so all three share its scale.
 
 Modes: ``forward``: the velocity is known (the data module's true model, bilinearly
 interpolated) and the wavefield is solved for; ``inversion``: the velocity is the
@@ -62,7 +74,9 @@ from fwi_lightning.problem import Problem
 from fwi_lightning.specs import LossesSpec, NetworkSpec
 
 #: The loss terms and their default weights.
-DEFAULT_WEIGHTS = {"pde": 1.0, "initial": 1.0, "data": 1.0, "smoothness": 0.0}
+DEFAULT_WEIGHTS = {"pde": 1.0, "initial": 1.0, "data": 1.0, "smoothness": 0.0, "prior": 0.0}
+#: The residual forms and the power p of c / c_ref the plain residual is divided by.
+RESIDUAL_POWERS = {"plain": 0, "balanced": 1, "slowness": 2}
 DEFAULT_WAVEFIELD = {"name": "pinn_siren"}
 DEFAULT_VELOCITY = {"name": "pinn_mlp", "width": 32, "depth": 3}
 DEFAULT_PINN_OPTIMIZER = {"name": "adam", "lr": 1.0e-3}
@@ -82,8 +96,9 @@ class PINN(SurveyFit):
         wavefield: the wavefield's coordinate network, default ``{name: pinn_siren}``.
         velocity_network: the velocity's coordinate network (inversion), default
             ``{name: pinn_mlp, width: 32, depth: 3}``.
-        weights: weight of each loss term, ``{pde, initial, data, smoothness}``; unset
-            terms keep ``{pde: 1, initial: 1, data: 1, smoothness: 0}``.
+        weights: weight of each loss term, ``{pde, initial, data, smoothness, prior}``; unset
+            terms keep ``{pde: 1, initial: 1, data: 1, smoothness: 0, prior: 0}``.
+        residual_form: ``plain``, ``balanced`` or ``slowness`` (see the module docstring).
         sampler: collocation sampler, ``uniform``, ``sobol`` or ``adaptive``.
         collocation_points: PDE points per step.
         initial_points: grid points per snapshot per step (0: every grid point).
@@ -96,6 +111,9 @@ class PINN(SurveyFit):
             times tanh of the velocity network's output; None: half the velocity range.
         velocity_warmup_steps: steps during which the velocity stays the initial model
             (its network gets no gradient) while the wavefield learns it.
+        velocity_only_steps: after the warm-up, steps during which the wavefield is frozen
+            and the velocity alone fits the PDE residual of it (the initial and data terms
+            are skipped); then both train together.
         velocity_lr_factor: the velocity network's learning rate is the optimiser's times this
             (a slow velocity keeps it from absorbing the young wavefield's errors).
         time_marching_steps: over this many first steps the collocation points' latest time
@@ -123,20 +141,21 @@ class PINN(SurveyFit):
 
     def __init__(self, problem: Problem | dict, mode: Literal["forward", "inversion"] = "inversion",
                  wavefield: NetworkSpec = None, velocity_network: NetworkSpec = None,
-                 weights: Optional[Mapping[str, float]] = None, sampler: SamplerName = "sobol",
+                 weights: Optional[Mapping[str, float]] = None, residual_form: str = "plain",
+                 sampler: SamplerName = "sobol",
                  collocation_points: int = 2048, initial_points: int = 1024, data_points: int = 1024,
                  initial_times_s: Optional[Sequence[float]] = None, end_time_s: Optional[float] = None, shot: int = 0,
                  velocity_scale_mps: Optional[float] = None, velocity_warmup_steps: int = 0,
-                 velocity_lr_factor: float = 1.0,
+                 velocity_only_steps: int = 0, velocity_lr_factor: float = 1.0,
                  time_marching_steps: int = 0, adaptive_pool: int = 8192, adaptive_every: int = 50,
                  losses: LossesSpec = None, optimizer: Optional[dict] = None, scheduler: Optional[dict] = None,
                  initial: Optional[dict] = None, figure_every_n_steps: int = 0):
         super().__init__(problem, mode=mode, wavefield=wavefield or dict(DEFAULT_WAVEFIELD),
                          velocity_network=velocity_network or dict(DEFAULT_VELOCITY), weights=dict(weights or {}),
-                         sampler=sampler, collocation_points=collocation_points, initial_points=initial_points,
+                         residual_form=residual_form, sampler=sampler, collocation_points=collocation_points, initial_points=initial_points,
                          data_points=data_points, initial_times_s=initial_times_s, end_time_s=end_time_s, shot=shot,
                          velocity_scale_mps=velocity_scale_mps, velocity_warmup_steps=velocity_warmup_steps,
-                         velocity_lr_factor=velocity_lr_factor,
+                         velocity_only_steps=velocity_only_steps, velocity_lr_factor=velocity_lr_factor,
                          time_marching_steps=time_marching_steps, adaptive_pool=adaptive_pool, adaptive_every=adaptive_every,
                          losses=losses, optimizer=optimizer or dict(DEFAULT_PINN_OPTIMIZER), scheduler=scheduler,
                          initial=initial, figure_every_n_steps=figure_every_n_steps)
@@ -152,9 +171,12 @@ class PINN(SurveyFit):
         if hp["sampler"] not in ("uniform", "sobol", "adaptive"):
             raise ConfigError(f"unknown sampler {hp['sampler']!r}; choose uniform, sobol or adaptive", key="sampler")
         self.weights = _checked_weights(hp["weights"])
+        if hp["residual_form"] not in RESIDUAL_POWERS:
+            raise ConfigError(f"unknown residual form {hp['residual_form']!r}; choose {', '.join(RESIDUAL_POWERS)}",
+                              key="residual_form")
         for name, low in (("collocation_points", 1), ("initial_points", 0), ("data_points", 0), ("adaptive_pool", 2),
                           ("adaptive_every", 1), ("velocity_warmup_steps", 0),
-                          ("time_marching_steps", 0)):
+                          ("velocity_only_steps", 0), ("time_marching_steps", 0)):
             value = hp[name]
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"expected a whole number >= {low}, got {value!r}", key=name)
@@ -239,10 +261,20 @@ class PINN(SurveyFit):
         velocity = F.grid_sample(self.start, grid, mode="bilinear", align_corners=True).reshape(-1)
         if self.velocity_net is not None:
             update = self.velocity_scale * torch.tanh(self.velocity_net(points)[:, 0])
-            if self.training and self.global_step < self.hparams["velocity_warmup_steps"]:
+            if self.stage() == "wavefield":
                 update = update.detach()  # the wavefield first learns the initial model's physics
             velocity = velocity + update
         return velocity.clamp(*self.problem.velocity_range)
+
+    def stage(self) -> Literal["wavefield", "velocity", "joint"]:
+        """What trains at this step: ``wavefield`` (the velocity held, during the warm-up), ``velocity``
+        (the wavefield frozen, for `velocity_only_steps` after it) or ``joint`` (both; always outside training)."""
+        if self.velocity_net is None or not self.training:
+            return "joint"
+        warmup = self.hparams["velocity_warmup_steps"]
+        if self.global_step < warmup:
+            return "wavefield"
+        return "velocity" if self.global_step < warmup + self.hparams["velocity_only_steps"] else "joint"
 
     def wavefield_at(self, points: torch.Tensor) -> torch.Tensor:
         """The nondimensional wavefield at normalised (x, z, tau) points [N, 3] -> [N]."""
@@ -251,10 +283,13 @@ class PINN(SurveyFit):
     def pde_residual(self, points: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
         """The nondimensional wave-equation residual at normalised (x, z, tau) points [N, 3] -> [N].
 
-        ``r = (u_tt - c^2 (u_xx + u_zz)) / (2 pi f_peak)^2`` in physical units, i.e.
-        ``time_factor * u_tautau - c^2 (space_factor_x * u_xixi + space_factor_z * u_etaeta)``
-        with the derivatives taken by autograd on the network's scaled inputs.
+        ``r = (u_tt - c^2 (u_xx + u_zz)) / (2 pi f_peak)^2 / (c / c_ref)^p`` in physical units, i.e.
+        ``(time_factor * u_tautau - c^2 (space_factor_x * u_xixi + space_factor_z * u_etaeta)) / (c / c_ref)^p``
+        with the derivatives taken by autograd on the network's scaled inputs; p by `residual_form`
+        (plain 0, balanced 1, slowness 2), c_ref the middle of the velocity range. While the wavefield
+        is frozen (the ``velocity`` stage) the derivatives carry no graph: only c gets a gradient.
         """
+        create_graph = create_graph and self.stage() != "velocity"
         points = points.detach().requires_grad_(True)
         u = self.wavefield_at(points)
         (first,) = torch.autograd.grad(u.sum(), points, create_graph=True)
@@ -264,7 +299,9 @@ class PINN(SurveyFit):
             second.append(grad[:, axis])
         velocity = self.velocity_at(points[:, :2].detach())
         laplacian = self.space_factors[0] * second[0] + self.space_factors[1] * second[1]
-        return self.time_factor * second[2] - velocity.square() * laplacian
+        residual = self.time_factor * second[2] - velocity.square() * laplacian
+        power = RESIDUAL_POWERS[self.hparams["residual_form"]]
+        return residual / (velocity / sum(self.problem.velocity_range) * 2.0) ** power if power else residual
 
     def current_velocity(self) -> torch.Tensor:
         """The velocity on the grid: [1, 1, NZ, NX] m/s."""
@@ -330,12 +367,17 @@ class PINN(SurveyFit):
             points = self.sampler(hp["collocation_points"], device, residual=lambda p: self.pde_residual(p, create_graph=False))
             points = self.marched(points)
             terms["pde"] = self.pde_residual(points).square().mean()
-        if self.weights["initial"] > 0:
+        frozen = self.stage() == "velocity"  # the wavefield's own terms wait
+        if self.weights["initial"] > 0 and not frozen:
             terms["initial"] = self.initial_misfit(hp["initial_points"])
-        if self.weights["data"] > 0:
+        if self.weights["data"] > 0 and not frozen:
             terms["data"] = self.data_misfit(batch["data"], hp["data_points"])
-        if self.weights["smoothness"] > 0 and self.velocity_net is not None:
-            terms["smoothness"] = self.smoothness(torch.rand(hp["collocation_points"], 2, device=device) * 2.0 - 1.0)
+        if self.velocity_net is not None:
+            points = torch.rand(hp["collocation_points"], 2, device=device) * 2.0 - 1.0
+            if self.weights["smoothness"] > 0:
+                terms["smoothness"] = self.smoothness(points)
+            if self.weights["prior"] > 0:
+                terms["prior"] = self.prior(points)
         return terms
 
     def marched(self, points: torch.Tensor) -> torch.Tensor:
@@ -388,6 +430,13 @@ class PINN(SurveyFit):
         normalised = self.problem.normalise_velocity(self.velocity_at(points))
         (grad,) = torch.autograd.grad(normalised.sum(), points, create_graph=True)
         return grad.square().sum(dim=1).mean()
+
+    def prior(self, points: torch.Tensor) -> torch.Tensor:
+        """Mean squared difference of the velocity and the initial model on the [-1, 1] scale of the range, over normalised (x, z) points [N, 2]."""
+        grid = points.reshape(1, 1, -1, 2).to(self.start.dtype)
+        start = F.grid_sample(self.start, grid, mode="bilinear", align_corners=True).reshape(-1)
+        v_min, v_max = self.problem.velocity_range
+        return ((self.velocity_at(points) - start) / ((v_max - v_min) / 2.0)).square().mean()
 
     # -- steps ------------------------------------------------------------------------------
 
