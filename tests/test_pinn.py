@@ -283,6 +283,42 @@ def test_the_velocity_stage_trains_the_velocity_alone_and_the_prior_pulls_to_the
     assert model.stage() == "joint"
 
 
+def test_the_scattered_form_adds_a_background_that_solves_the_wave_equation_in_the_start():
+    datamodule = testing.tiny_datamodule(tiny_survey_data(amplitude_mps=300.0))
+    model = build(datamodule, mode="inversion", wavefield_form="scattered",
+                  initial={"name": "linear", "v_top_mps": 1900.0, "v_bottom_mps": 2100.0})
+    from fwi_lightning.paradigms.initial import initial_velocity
+
+    start = initial_velocity(model.hparams["initial"], model.problem, datamodule)
+    model.prepare(start, datamodule.true_velocity)
+    nz, nx = model.problem.velocity_shape
+    dt = model.problem.survey.dt
+    # the network starts at zero: the wavefield is the background, which matches the snapshots and the start's traces
+    assert torch.allclose(model.wavefield_grid(model.steps[1] * dt) / model.amplitude, model.snapshots[1], atol=1e-5)
+    traces = model.problem.forward_operator().simulator(start[:, 0])[0, 0] / model.amplitude  # [T, R]
+    tau = model.to_time(torch.tensor(model.steps[2] * dt))
+    points = torch.cat([model.receiver_points(), tau.expand(len(model.receiver_points()), 1)], dim=1)
+    assert torch.allclose(model.wavefield_at(points), traces[model.steps[2]], atol=1e-4 * traces.abs().max())
+    # u0_tt / c0^2 against a finite-difference Laplacian of u0 (both / omega^2) away from the edges, mid-window
+    k = (model.steps[2] + model.steps[3]) // 2 - model.steps[0]
+    u0, acceleration = model.background[0, 0, k], model.background[0, 1, k]
+    h = model.problem.survey.spacing
+    omega = 2.0 * math.pi * model.problem.survey.peak_freq
+    laplacian = (u0[2:, 1:-1] + u0[:-2, 1:-1] + u0[1:-1, 2:] + u0[1:-1, :-2] - 4.0 * u0[1:-1, 1:-1]) / h**2 / omega**2
+    mine = (acceleration / start[0, 0].square())[1:-1, 1:-1]
+    inner = (slice(2, -2), slice(2, -2))
+    assert float((mine - laplacian)[inner].norm() / laplacian[inner].norm()) < 0.2
+    # so with the network at zero the residual vanishes in the start and not in a faster model
+    collocation = torch.rand(256, 3) * 2.0 - 1.0
+    assert float(model.pde_residual(collocation).detach().abs().max()) < 1e-4
+    with torch.no_grad():
+        model.velocity_net.body[-1].bias.fill_(0.3)  # the velocity 0.3 * tanh(.3) * 500 m/s above the start
+    assert float(model.pde_residual(collocation).detach().abs().mean()) > 1e-3
+    with pytest.raises(ConfigError, match="needs inversion mode") as error:
+        build(datamodule, mode="forward", wavefield_form="scattered")
+    assert error.value.key == "model.wavefield_form"
+
+
 @pytest.mark.slow
 def test_pinn_contract_forward_and_inversion():
     check = testing.check_paradigm("pinn", mode="inversion", data=tiny_survey_data(300.0),

@@ -39,6 +39,16 @@ initial-condition snapshots are simulated in the known model (forward) or in the
 initial model (inversion): they are right when the wave has not reached the unknown
 part of the model by t2, as in Rasht-Behesht et al.'s set-up.
 
+The wavefield's form (`wavefield_form`, ``inversion`` only): ``total``: the network is the
+wavefield; ``scattered``: the wavefield is the Simulator's in the initial model, u0 (one
+snapshot per sample of the window, interpolated trilinearly), plus the network, which
+starts at zero and learns the scattered field du = u - u0 alone. In the residual,
+``u_tt = u0_tt + du_tt`` (u0_tt by central differences of the snapshots in time) and
+``lap u = lap du + u0_tt / c0^2`` (u0 solves the wave equation in the initial model c0):
+the background + scattered-field decomposition of Born modelling, here with the full
+(non-linear) scattered field. The network then represents a small field that is zero at
+the initial conditions instead of the whole wave train.
+
 Units: physical (m, s, m/s) at the boundary. Inside, x, z and t are scaled to [-1, 1]
 over the grid (cell centres 0 .. (N - 1) * spacing) and the window [t1, t_end], and the
 wavefield is divided by the largest magnitude of the t1 snapshot.
@@ -99,6 +109,7 @@ class PINN(SurveyFit):
         weights: weight of each loss term, ``{pde, initial, data, smoothness, prior}``; unset
             terms keep ``{pde: 1, initial: 1, data: 1, smoothness: 0, prior: 0}``.
         residual_form: ``plain``, ``balanced`` or ``slowness`` (see the module docstring).
+        wavefield_form: ``total`` or ``scattered`` (``inversion`` only; see the module docstring).
         sampler: collocation sampler, ``uniform``, ``sobol`` or ``adaptive``.
         collocation_points: PDE points per step.
         initial_points: grid points per snapshot per step (0: every grid point).
@@ -142,6 +153,7 @@ class PINN(SurveyFit):
     def __init__(self, problem: Problem | dict, mode: Literal["forward", "inversion"] = "inversion",
                  wavefield: NetworkSpec = None, velocity_network: NetworkSpec = None,
                  weights: Optional[Mapping[str, float]] = None, residual_form: str = "plain",
+                 wavefield_form: str = "total",
                  sampler: SamplerName = "sobol",
                  collocation_points: int = 2048, initial_points: int = 1024, data_points: int = 1024,
                  initial_times_s: Optional[Sequence[float]] = None, end_time_s: Optional[float] = None, shot: int = 0,
@@ -152,7 +164,7 @@ class PINN(SurveyFit):
                  initial: Optional[dict] = None, figure_every_n_steps: int = 0):
         super().__init__(problem, mode=mode, wavefield=wavefield or dict(DEFAULT_WAVEFIELD),
                          velocity_network=velocity_network or dict(DEFAULT_VELOCITY), weights=dict(weights or {}),
-                         residual_form=residual_form, sampler=sampler, collocation_points=collocation_points, initial_points=initial_points,
+                         residual_form=residual_form, wavefield_form=wavefield_form, sampler=sampler, collocation_points=collocation_points, initial_points=initial_points,
                          data_points=data_points, initial_times_s=initial_times_s, end_time_s=end_time_s, shot=shot,
                          velocity_scale_mps=velocity_scale_mps, velocity_warmup_steps=velocity_warmup_steps,
                          velocity_only_steps=velocity_only_steps, velocity_lr_factor=velocity_lr_factor,
@@ -174,6 +186,12 @@ class PINN(SurveyFit):
         if hp["residual_form"] not in RESIDUAL_POWERS:
             raise ConfigError(f"unknown residual form {hp['residual_form']!r}; choose {', '.join(RESIDUAL_POWERS)}",
                               key="residual_form")
+        if hp["wavefield_form"] not in ("total", "scattered"):
+            raise ConfigError(f"unknown wavefield form {hp['wavefield_form']!r}; choose total or scattered", key="wavefield_form")
+        scattered = hp["wavefield_form"] == "scattered"
+        if scattered and hp["mode"] != "inversion":
+            raise ConfigError("the scattered wavefield form needs inversion mode (in forward mode the background would be "
+                              "the answer)", key="wavefield_form")
         for name, low in (("collocation_points", 1), ("initial_points", 0), ("data_points", 0), ("adaptive_pool", 2),
                           ("adaptive_every", 1), ("velocity_warmup_steps", 0),
                           ("velocity_only_steps", 0), ("time_marching_steps", 0)):
@@ -184,6 +202,9 @@ class PINN(SurveyFit):
         if isinstance(hp["shot"], bool) or not isinstance(hp["shot"], int) or not 0 <= hp["shot"] < survey.n_shots:
             raise ConfigError(f"expected a shot index in 0..{survey.n_shots - 1}, got {hp['shot']!r}", key="shot")
         self.steps = time_window(self.problem, hp["initial_times_s"], hp["end_time_s"])
+        if scattered and self.steps[0] < 2:  # (the end is at most nt - 1: snapshot nt exists)
+            raise ConfigError("the scattered form differentiates the background in time: it needs a sample before t1; "
+                              "give a later t1", key="initial_times_s")
         v_min, v_max = self.problem.velocity_range
         scale = hp["velocity_scale_mps"]
         if scale is not None and not (isinstance(scale, (int, float)) and scale > 0):
@@ -204,6 +225,11 @@ class PINN(SurveyFit):
         self.register_buffer("reference", torch.zeros(2, nz, nx))  # Simulator in the true model at t_mid, t_end, likewise
         self.register_buffer("amplitude", torch.tensor(1.0))
         self.register_buffer("has_reference", torch.tensor(False))
+        samples = self.steps[-1] - self.steps[0] + 1 if hp["wavefield_form"] == "scattered" else 0
+        # u0 and u0_tt / omega^2 in the initial model at every sample of the window, nondimensional
+        self.register_buffer("background", torch.zeros(1, 2, samples, nz, nx))
+        if samples:
+            self.wavefield.zero_output()
         self.sampler = CollocationSampler(hp["sampler"], 3, seed=0, pool_size=hp["adaptive_pool"],
                                           refresh_every=hp["adaptive_every"])
         self._scales()
@@ -257,14 +283,18 @@ class PINN(SurveyFit):
 
     def velocity_at(self, points: torch.Tensor) -> torch.Tensor:
         """Velocity in m/s at normalised (x, z) points [N, 2] -> [N]: the known or initial model, plus the network's update."""
-        grid = points.reshape(1, 1, -1, 2).to(self.start.dtype)
-        velocity = F.grid_sample(self.start, grid, mode="bilinear", align_corners=True).reshape(-1)
+        velocity = self.start_at(points)
         if self.velocity_net is not None:
             update = self.velocity_scale * torch.tanh(self.velocity_net(points)[:, 0])
             if self.stage() == "wavefield":
                 update = update.detach()  # the wavefield first learns the initial model's physics
             velocity = velocity + update
         return velocity.clamp(*self.problem.velocity_range)
+
+    def start_at(self, points: torch.Tensor) -> torch.Tensor:
+        """The known or initial velocity in m/s at normalised (x, z) points [N, 2] -> [N], bilinear."""
+        grid = points.reshape(1, 1, -1, 2).to(self.start.dtype)
+        return F.grid_sample(self.start, grid, mode="bilinear", align_corners=True).reshape(-1)
 
     def stage(self) -> Literal["wavefield", "velocity", "joint"]:
         """What trains at this step: ``wavefield`` (the velocity held, during the warm-up), ``velocity``
@@ -277,8 +307,15 @@ class PINN(SurveyFit):
         return "velocity" if self.global_step < warmup + self.hparams["velocity_only_steps"] else "joint"
 
     def wavefield_at(self, points: torch.Tensor) -> torch.Tensor:
-        """The nondimensional wavefield at normalised (x, z, tau) points [N, 3] -> [N]."""
+        """The nondimensional wavefield at normalised (x, z, tau) points [N, 3] -> [N] (with the background, if scattered)."""
+        if self.background.shape[2]:
+            return self.wavefield(points)[:, 0] + self.background_at(points)[0]
         return self.wavefield(points)[:, 0]
+
+    def background_at(self, points: torch.Tensor) -> torch.Tensor:
+        """u0 and u0_tt / omega^2 (nondimensional) at normalised (x, z, tau) points [N, 3] -> [2, N], trilinear."""
+        grid = points.detach().reshape(1, 1, 1, -1, 3).to(self.background.dtype)
+        return F.grid_sample(self.background, grid, mode="bilinear", align_corners=True).reshape(2, -1)
 
     def pde_residual(self, points: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
         """The nondimensional wave-equation residual at normalised (x, z, tau) points [N, 3] -> [N].
@@ -291,7 +328,7 @@ class PINN(SurveyFit):
         """
         create_graph = create_graph and self.stage() != "velocity"
         points = points.detach().requires_grad_(True)
-        u = self.wavefield_at(points)
+        u = self.wavefield(points)[:, 0]
         (first,) = torch.autograd.grad(u.sum(), points, create_graph=True)
         second = []
         for axis in range(3):
@@ -299,7 +336,12 @@ class PINN(SurveyFit):
             second.append(grad[:, axis])
         velocity = self.velocity_at(points[:, :2].detach())
         laplacian = self.space_factors[0] * second[0] + self.space_factors[1] * second[1]
-        residual = self.time_factor * second[2] - velocity.square() * laplacian
+        acceleration = self.time_factor * second[2]
+        if self.background.shape[2]:  # u = u0 + du, u0_tt = c0^2 lap u0
+            acceleration_0 = self.background_at(points)[1]
+            acceleration = acceleration + acceleration_0
+            laplacian = laplacian + acceleration_0 / self.start_at(points[:, :2]).square()
+        residual = acceleration - velocity.square() * laplacian
         power = RESIDUAL_POWERS[self.hparams["residual_form"]]
         return residual / (velocity / sum(self.problem.velocity_range) * 2.0) ** power if power else residual
 
@@ -351,6 +393,12 @@ class PINN(SurveyFit):
             amplitude = snapshots[0].abs().max().clamp_min(1e-30)
             self.amplitude.copy_(amplitude)
             self.snapshots.copy_(snapshots / amplitude)
+            if self.background.shape[2]:
+                first, last = self.steps[0], self.steps[-1]
+                frames = simulator.snapshots(start[:, 0].float(), list(range(first - 1, last + 2)), shot)[0] / amplitude
+                dt, omega = self.problem.survey.dt, 2.0 * math.pi * self.problem.survey.peak_freq
+                acceleration = (frames[2:] - 2.0 * frames[1:-1] + frames[:-2]) / dt**2 / omega**2
+                self.background.copy_(torch.stack([frames[1:-1], acceleration])[None])
             if truth is not None:
                 reference = simulator.snapshots(truth[:, 0].float(), self.steps[2:], shot)[0]
                 self.reference.copy_(reference / amplitude)
@@ -433,10 +481,8 @@ class PINN(SurveyFit):
 
     def prior(self, points: torch.Tensor) -> torch.Tensor:
         """Mean squared difference of the velocity and the initial model on the [-1, 1] scale of the range, over normalised (x, z) points [N, 2]."""
-        grid = points.reshape(1, 1, -1, 2).to(self.start.dtype)
-        start = F.grid_sample(self.start, grid, mode="bilinear", align_corners=True).reshape(-1)
         v_min, v_max = self.problem.velocity_range
-        return ((self.velocity_at(points) - start) / ((v_max - v_min) / 2.0)).square().mean()
+        return ((self.velocity_at(points) - self.start_at(points)) / ((v_max - v_min) / 2.0)).square().mean()
 
     # -- steps ------------------------------------------------------------------------------
 
