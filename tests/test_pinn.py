@@ -117,6 +117,27 @@ def test_every_residual_form_vanishes_for_a_plane_wave(homogeneous, form):
     assert model.pde_residual(points).detach().abs().mean() > 0.05
 
 
+def test_the_absorbing_boundary_term_vanishes_for_a_wave_leaving_the_grid_and_not_for_one_entering(homogeneous):
+    from fwi_lightning.paradigms.pinn import edge_points
+
+    model = build(homogeneous, mode="forward").double()
+    model.start_from(torch.full_like(model.start, BACKGROUND))
+    omega = 2.0 * math.pi * 15.0
+    wave = PlaneWave(model, (omega / BACKGROUND, 0.0), omega)  # sin(k x - omega t): travels towards +x
+    model.wavefield = wave
+    points = edge_points(400, torch.device("cpu")).double()
+    assert (points[:, :2].abs().amax(dim=1) == 1.0).all() and points[:, 2].abs().max() <= 1.0
+    residual = model.boundary_misfit(points).detach()
+    x = (points[:, 0] + 1.0) / 2.0 * wave.lengths[0]
+    t = wave.t1 + (points[:, 2] + 1.0) / 2.0 * wave.duration
+    cosine = torch.cos(omega / BACKGROUND * x - omega * t)
+    omega_peak = 2.0 * math.pi * model.problem.survey.peak_freq
+    # u_t + c du/dn: 0 where it leaves (right), -2 omega cos where it would enter (left), -omega cos on top and bottom
+    factor = torch.where(points[:, 0] == 1.0, 0.0, torch.where(points[:, 0] == -1.0, -2.0, -1.0)).double()
+    assert torch.allclose(residual, factor * omega / omega_peak * cosine, atol=1e-9)
+    assert residual[points[:, 0] == -1.0].abs().mean() > 0.1
+
+
 def test_the_balanced_residual_is_minimised_by_the_norm_ratio_and_the_plain_one_by_the_regression(homogeneous):
     # a wave whose Laplacian carries a static error: the plain form's best c is the regression
     # sqrt(<A, B> / ||B||^2), pulled down; the balanced form's is (||A|| / ||B||)^(1/4), less so

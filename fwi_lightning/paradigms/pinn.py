@@ -17,6 +17,11 @@ unweighted as ``train/<term>``:
 * ``data``: the wavefield at the receivers against the recorded traces inside the window
   (relative: divided by the traces' mean square);
 * ``smoothness``: the mean squared velocity gradient (``inversion`` only; weight 0 by default);
+* ``boundary``: the first-order absorbing (Engquist-Majda) condition ``u_t + c du/dn = 0``
+  (n the outward normal) of the network's field on the four edges of the grid, divided by
+  ``2 pi f_peak`` (weight 0 by default): the Simulator's absorbing layer lets no wave
+  in, while a PINN with no boundary term can explain receiver data by waves that enter
+  through the edges instead of by the velocity;
 * ``prior``: the mean squared difference of the velocity and the initial model, on the
   [-1, 1] scale of the velocity range (``inversion`` only; weight 0 by default): a
   Tikhonov term that keeps the cells the data do not constrain at the initial model.
@@ -84,7 +89,7 @@ from fwi_lightning.problem import Problem
 from fwi_lightning.specs import LossesSpec, NetworkSpec
 
 #: The loss terms and their default weights.
-DEFAULT_WEIGHTS = {"pde": 1.0, "initial": 1.0, "data": 1.0, "smoothness": 0.0, "prior": 0.0}
+DEFAULT_WEIGHTS = {"pde": 1.0, "initial": 1.0, "data": 1.0, "boundary": 0.0, "smoothness": 0.0, "prior": 0.0}
 #: The residual forms and the power p of c / c_ref the plain residual is divided by.
 RESIDUAL_POWERS = {"plain": 0, "balanced": 1, "slowness": 2}
 DEFAULT_WAVEFIELD = {"name": "pinn_siren"}
@@ -106,8 +111,8 @@ class PINN(SurveyFit):
         wavefield: the wavefield's coordinate network, default ``{name: pinn_siren}``.
         velocity_network: the velocity's coordinate network (inversion), default
             ``{name: pinn_mlp, width: 32, depth: 3}``.
-        weights: weight of each loss term, ``{pde, initial, data, smoothness, prior}``; unset
-            terms keep ``{pde: 1, initial: 1, data: 1, smoothness: 0, prior: 0}``.
+        weights: weight of each loss term, ``{pde, initial, data, boundary, smoothness, prior}``;
+            unset terms keep ``{pde: 1, initial: 1, data: 1, boundary: 0, smoothness: 0, prior: 0}``.
         residual_form: ``plain``, ``balanced`` or ``slowness`` (see the module docstring).
         wavefield_form: ``total`` or ``scattered`` (``inversion`` only; see the module docstring).
         sampler: collocation sampler, ``uniform``, ``sobol`` or ``adaptive``.
@@ -420,6 +425,8 @@ class PINN(SurveyFit):
             terms["initial"] = self.initial_misfit(hp["initial_points"])
         if self.weights["data"] > 0 and not frozen:
             terms["data"] = self.data_misfit(batch["data"], hp["data_points"])
+        if self.weights["boundary"] > 0 and not frozen:
+            terms["boundary"] = self.boundary_misfit(edge_points(hp["initial_points"] or 1024, device)).square().mean()
         if self.velocity_net is not None:
             points = torch.rand(hp["collocation_points"], 2, device=device) * 2.0 - 1.0
             if self.weights["smoothness"] > 0:
@@ -471,6 +478,18 @@ class PINN(SurveyFit):
         points = torch.cat([receivers[r_index], tau[t_index, None]], dim=1)
         misfit = (self.wavefield_at(points) - traces[t_index, r_index].float()).square().mean()
         return misfit / traces.float().square().mean().clamp_min(1e-30)
+
+    def boundary_misfit(self, points: torch.Tensor) -> torch.Tensor:
+        """The absorbing condition ``(u_t + c du/dn) / (2 pi f_peak)`` of the network's field (the scattered
+        field in the scattered form) at edge points [N, 3] (normalised (x, z, tau), each on an edge) -> [N];
+        n is the outward normal of the edge the point lies on (a corner: the x edge), c the current velocity."""
+        points = points.detach().requires_grad_(True)
+        (first,) = torch.autograd.grad(self.wavefield(points)[:, 0].sum(), points, create_graph=True)
+        on_x = points[:, 0].detach().abs() >= 1.0
+        normal = torch.where(on_x, points[:, 0], points[:, 1]).detach().sign()  # +-1
+        space = torch.where(on_x, first[:, 0] * self.space_factors[0] ** 0.5, first[:, 1] * self.space_factors[1] ** 0.5)
+        velocity = self.velocity_at(points[:, :2].detach()).detach()
+        return first[:, 2] * self.time_factor**0.5 + velocity * normal * space
 
     def smoothness(self, points: torch.Tensor) -> torch.Tensor:
         """Mean squared gradient of the velocity on the [-1, 1] scale of the range, over normalised (x, z) points [N, 2]."""
@@ -565,6 +584,16 @@ def time_window(problem: Problem, initial_times_s: Optional[Sequence[float]], en
         raise ConfigError(f"the time window from the second snapshot ({k2 * dt:g} s) to the end ({k_end * dt:g} s) has zero "
                           "duration; give a later end_time_s or a longer record (survey.nt)", key="end_time_s")
     return [k1, k2, (k2 + k_end) // 2, k_end]
+
+
+def edge_points(count: int, device: torch.device) -> torch.Tensor:
+    """`count` random normalised (x, z, tau) points [count, 3] on the four edges of the grid (a quarter on each) over the window."""
+    points = torch.rand(count, 3, device=device) * 2.0 - 1.0
+    edge = torch.arange(count, device=device) % 4  # left, right, top, bottom
+    axis, side = edge // 2, (edge % 2) * 2.0 - 1.0
+    points[axis == 0, 0] = side[axis == 0]
+    points[axis == 1, 1] = side[axis == 1]
+    return points
 
 
 def _checked_weights(weights: Mapping[str, Any]) -> dict[str, float]:
