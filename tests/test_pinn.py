@@ -383,6 +383,11 @@ def test_time_window_is_checked(homogeneous):
     with pytest.raises(ConfigError, match="unknown residual form 'squared'") as error:
         build(homogeneous, residual_form="squared")
     assert error.value.key == "model.residual_form"
+    with pytest.raises(ConfigError, match="unknown wavefield form 'born'") as error:
+        build(homogeneous, wavefield_form="born")
+    assert error.value.key == "model.wavefield_form"
+    with pytest.raises(ConfigError, match="unknown loss term 'absorbing'"):
+        build(homogeneous, weights={"absorbing": 1.0})
     with pytest.raises(ConfigError, match="whole number >= 0") as error:
         build(homogeneous, velocity_only_steps=-1)
     assert error.value.key == "model.velocity_only_steps"
@@ -394,6 +399,9 @@ def test_time_window_is_checked(homogeneous):
     ("zero-duration", ["model.end_time_s=0.137"], ["model.end_time_s", "zero duration"]),
     ("record-ends-before-the-snapshots", ["data.survey.nt=130"], ["model.initial_times_s", "beyond the record"]),
     ("unknown-sampler", ["model.sampler=halton"], ["model.sampler", "sobol"]),
+    ("unknown-residual-form", ["model.residual_form=squared"], ["model.residual_form", "balanced"]),
+    ("scattered-in-forward-mode", ["model.wavefield_form=scattered"], ["model.wavefield_form", "inversion mode"]),
+    ("negative-boundary-weight", ["model.weights.boundary=-1"], ["model.weights.boundary", ">= 0"]),
 ])
 def test_bad_pinn_input_gives_one_line_and_exit_2(case, overrides, fragments, tmp_path, capsys):
     status = main([FORWARD, f"run_dir={tmp_path}", "--dry-run", *overrides])

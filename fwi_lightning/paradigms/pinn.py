@@ -427,12 +427,9 @@ class PINN(SurveyFit):
             terms["data"] = self.data_misfit(batch["data"], hp["data_points"])
         if self.weights["boundary"] > 0 and not frozen:
             terms["boundary"] = self.boundary_misfit(edge_points(hp["initial_points"] or 1024, device)).square().mean()
-        if self.velocity_net is not None:
-            points = torch.rand(hp["collocation_points"], 2, device=device) * 2.0 - 1.0
-            if self.weights["smoothness"] > 0:
-                terms["smoothness"] = self.smoothness(points)
-            if self.weights["prior"] > 0:
-                terms["prior"] = self.prior(points)
+        for name, term in (("smoothness", self.smoothness), ("prior", self.prior)):
+            if self.weights[name] > 0 and self.velocity_net is not None:
+                terms[name] = term(torch.rand(hp["collocation_points"], 2, device=device) * 2.0 - 1.0)
         return terms
 
     def marched(self, points: torch.Tensor) -> torch.Tensor:
