@@ -7,22 +7,25 @@
 2. Inversion: ``experiments/pinn_inversion_anomaly.yaml`` for ``--inversion-steps`` steps;
    the model error (MAE in m/s over the grid, and over the anomaly: the cells where the
    true model differs from the background by more than 10 m/s) of the starting and the
-   recovered model. Then the ``fwi`` paradigm on the same data module, from the same
-   starting model, stopped when it has used the PINN's CPU time (process time), so both
-   cost the same. Figure ``pinn_inversion.png`` (true, start, PINN, FWI and their errors).
+   recovered model, for ``--seeds`` seeds (0 .. N-1: the network initialisation and the
+   random points; the table and figure show seed 0, the others the spread). Then the
+   ``fwi`` paradigm on the same data module, from the same starting model, stopped when it
+   has used the PINN's mean CPU time (process time), so both cost the same. Figure
+   ``pinn_inversion.png`` (true, start, PINN, FWI and their errors).
 
 Budgets are optimiser steps (PINN) and process CPU seconds (FWI, matched to the PINN's),
 never wall-clock time, so load from other processes does not bias them. Run it with one
 thread, one process: ``--threads 1``.
 
 Usage:
-    python benchmarks/pinn.py --threads 1 [--forward-steps 3000] [--inversion-steps 3000] [--out benchmarks]
+    python benchmarks/pinn.py --threads 1 [--forward-steps 3000] [--inversion-steps 3000] [--seeds 3] [--out DIR]
     python benchmarks/pinn.py --threads 1 --tiny          # smoke run: a few steps of everything
     python benchmarks/pinn.py --threads 1 --only inversion   # one part again, the other kept in pinn.json
 
-Measured 2026-12-03 (shared 2-core CPU, one thread, load 5-6; 612 CPU s): forward relative L2
-0.075 at 0.175 s after 3000 steps (180 CPU s); inversion MAE start 10.2, PINN 13.4 (3000
-steps, 214 CPU s), FWI 31.9 m/s at the same CPU time (anomaly MAE 85.0, 88.0, 65.4 m/s).
+Measured 2026-12-03 (shared 2-core CPU, one thread, load about 2; 969 CPU s with --seeds 3):
+forward relative L2 0.075 at 0.175 s after 3000 steps (162 CPU s); inversion MAE start 10.2,
+PINN 10.1 (3000 steps, 202 CPU s; seeds 0-2: 10.20 +- 0.07), FWI 33.7 m/s at the same CPU time;
+over the anomaly 85.0, 56.1 (seeds: 55.5 +- 0.6), 65.4 m/s.
 Details: benchmarks/README.md, "PINN: forward against the Simulator, inversion against FWI".
 """
 

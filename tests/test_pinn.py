@@ -92,31 +92,6 @@ def test_pde_residual_reads_the_velocity_model(homogeneous):
     assert model.pde_residual(points).detach().abs().mean() > 0.05
 
 
-class PlaneWaveOverStatic(PlaneWave):
-    """The plane wave plus a static field eps sin(k2 . x): it adds to the Laplacian and not to u_tt, so no c zeroes the residual."""
-
-    def __init__(self, model, wavenumber, omega, static_wavenumber, eps):
-        super().__init__(model, wavenumber, omega)
-        self.k2, self.eps = static_wavenumber, eps
-
-    def forward(self, points: torch.Tensor) -> torch.Tensor:
-        x = (points[:, 0] + 1.0) / 2.0 * self.lengths[0]
-        z = (points[:, 1] + 1.0) / 2.0 * self.lengths[1]
-        return super().forward(points) + self.eps * torch.sin(self.k2[0] * x + self.k2[1] * z)[:, None]
-
-
-@pytest.mark.parametrize("form", ["balanced", "slowness"])
-def test_every_residual_form_vanishes_for_a_plane_wave(homogeneous, form):
-    model = build(homogeneous, mode="forward", residual_form=form).double()
-    model.start_from(torch.full_like(model.start, 1800.0))
-    omega = 2.0 * math.pi * 15.0
-    model.wavefield = PlaneWave(model, (omega / 1800.0 * 0.8, omega / 1800.0 * 0.6), omega)
-    points = torch.rand(256, 3, dtype=torch.float64) * 2.0 - 1.0
-    assert model.pde_residual(points).detach().abs().max() < 1e-9
-    model.start_from(torch.full_like(model.start, 2200.0))
-    assert model.pde_residual(points).detach().abs().mean() > 0.05
-
-
 def test_the_absorbing_boundary_term_vanishes_for_a_wave_leaving_the_grid_and_not_for_one_entering(homogeneous):
     from fwi_lightning.paradigms.pinn import edge_points
 
@@ -136,33 +111,6 @@ def test_the_absorbing_boundary_term_vanishes_for_a_wave_leaving_the_grid_and_no
     factor = torch.where(points[:, 0] == 1.0, 0.0, torch.where(points[:, 0] == -1.0, -2.0, -1.0)).double()
     assert torch.allclose(residual, factor * omega / omega_peak * cosine, atol=1e-9)
     assert residual[points[:, 0] == -1.0].abs().mean() > 0.1
-
-
-def test_the_balanced_residual_is_minimised_by_the_norm_ratio_and_the_plain_one_by_the_regression(homogeneous):
-    # a wave whose Laplacian carries a static error: the plain form's best c is the regression
-    # sqrt(<A, B> / ||B||^2), pulled down; the balanced form's is (||A|| / ||B||)^(1/4), less so
-    models = {form: build(homogeneous, mode="forward", residual_form=form).double() for form in ("plain", "balanced")}
-    omega = 2.0 * math.pi * 15.0
-    k = omega / BACKGROUND
-    points = torch.rand(1024, 3, dtype=torch.float64) * 2.0 - 1.0
-    for model in models.values():
-        model.wavefield = PlaneWaveOverStatic(model, (0.6 * k, 0.8 * k), omega, (0.8 * k, -0.6 * k), 0.5)
-
-    def residual(form, c):
-        models[form].start_from(torch.full_like(models[form].start, c))
-        return models[form].pde_residual(points).detach()
-
-    # r_plain(c) = A - c^2 B: A and B from two velocities (an independent decomposition)
-    r1, r2 = residual("plain", 1900.0), residual("plain", 2100.0)
-    b = (r1 - r2) / (2100.0**2 - 1900.0**2)
-    a = r1 + 1900.0**2 * b
-    assert torch.allclose(residual("balanced", 2050.0), (a - 2050.0**2 * b) / (2050.0 / 2000.0), atol=1e-9)
-    plain_best = math.sqrt(float((a * b).sum() / (b * b).sum()))
-    balanced_best = float(a.norm() / b.norm()) ** 0.5
-    assert plain_best < balanced_best < BACKGROUND  # the static error biases both down, the plain form twice as far
-    for form, best in (("plain", plain_best), ("balanced", balanced_best)):
-        losses = [float(residual(form, best + dc).square().mean()) for dc in (-5.0, 0.0, 5.0)]
-        assert losses[1] < losses[0] and losses[1] < losses[2], (form, losses)
 
 
 # ---------------------------------------------------------------------------
@@ -282,26 +230,20 @@ def test_inversion_trains_the_velocity_network_from_the_data():
     assert not torch.equal(model.current_velocity(), start)
 
 
-def test_the_velocity_stage_trains_the_velocity_alone_and_the_prior_pulls_to_the_start():
+def test_the_prior_is_zero_at_the_start_and_the_squared_update_on_the_range_scale_after():
     datamodule = testing.tiny_datamodule(tiny_survey_data(amplitude_mps=300.0))
-    torch.manual_seed(0)
-    model = build(datamodule, mode="inversion", collocation_points=128, initial_points=128, data_points=256,
-                  wavefield={"name": "pinn_siren", "width": 16, "depth": 1, "first_omega": 10.0},
-                  initial={"name": "linear", "v_top_mps": BACKGROUND, "v_bottom_mps": BACKGROUND},
-                  velocity_only_steps=1, weights={"prior": 1.0})
+    model = build(datamodule, mode="inversion", initial={"name": "linear", "v_top_mps": BACKGROUND, "v_bottom_mps": BACKGROUND},
+                  weights={"prior": 1.0})
     model.prepare(torch.full_like(model.start, BACKGROUND), datamodule.true_velocity)
-    assert model.stage() == "velocity"  # step 0, no warm-up
     terms = model.loss_terms(datamodule.processed())
-    assert set(terms) == {"pde", "prior"} and float(terms["prior"].detach()) == 0.0  # the network starts at zero
-    sum(terms.values()).backward()
-    assert all(p.grad is None for p in model.wavefield.parameters())
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.velocity_net.parameters())
+    assert "prior" in terms and float(terms["prior"].detach()) == 0.0  # the network starts at zero
     with torch.no_grad():
-        model.velocity_net.body[-1].bias.fill_(0.5)  # update 0.5 * tanh(.5) * scale everywhere
-    expected = (model.velocity_scale * math.tanh(0.5) / 500.0) ** 2
-    assert math.isclose(float(model.prior(torch.rand(64, 2) * 2.0 - 1.0)), expected, rel_tol=1e-5)
-    model.eval()
-    assert model.stage() == "joint"
+        model.velocity_net.body[-1].bias.fill_(0.5)  # an update of 500 * tanh(0.5) m/s everywhere
+    expected = (model.velocity_scale * math.tanh(0.5) / 500.0) ** 2  # range 1500-2500: half-width 500 m/s
+    prior = model.prior(torch.rand(64, 2) * 2.0 - 1.0)
+    assert math.isclose(float(prior.detach()), expected, rel_tol=1e-5)
+    prior.backward()
+    assert model.velocity_net.body[-1].bias.grad.abs().sum() > 0
 
 
 def test_the_scattered_form_adds_a_background_that_solves_the_wave_equation_in_the_start():
@@ -380,17 +322,11 @@ def test_time_window_is_checked(homogeneous):
         build(homogeneous, weights={"pdf": 1.0})
     with pytest.raises(ConfigError, match="coordinate network"):
         build(homogeneous, wavefield={"name": "tiny"})
-    with pytest.raises(ConfigError, match="unknown residual form 'squared'") as error:
-        build(homogeneous, residual_form="squared")
-    assert error.value.key == "model.residual_form"
     with pytest.raises(ConfigError, match="unknown wavefield form 'born'") as error:
         build(homogeneous, wavefield_form="born")
     assert error.value.key == "model.wavefield_form"
     with pytest.raises(ConfigError, match="unknown loss term 'absorbing'"):
         build(homogeneous, weights={"absorbing": 1.0})
-    with pytest.raises(ConfigError, match="whole number >= 0") as error:
-        build(homogeneous, velocity_only_steps=-1)
-    assert error.value.key == "model.velocity_only_steps"
 
 
 @pytest.mark.parametrize(("case", "overrides", "fragments"), [
@@ -399,7 +335,7 @@ def test_time_window_is_checked(homogeneous):
     ("zero-duration", ["model.end_time_s=0.137"], ["model.end_time_s", "zero duration"]),
     ("record-ends-before-the-snapshots", ["data.survey.nt=130"], ["model.initial_times_s", "beyond the record"]),
     ("unknown-sampler", ["model.sampler=halton"], ["model.sampler", "sobol"]),
-    ("unknown-residual-form", ["model.residual_form=squared"], ["model.residual_form", "balanced"]),
+    ("unknown-wavefield-form", ["model.wavefield_form=born"], ["model.wavefield_form", "total or scattered"]),
     ("scattered-in-forward-mode", ["model.wavefield_form=scattered"], ["model.wavefield_form", "inversion mode"]),
     ("negative-boundary-weight", ["model.weights.boundary=-1"], ["model.weights.boundary", ">= 0"]),
 ])

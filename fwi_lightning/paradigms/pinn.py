@@ -26,15 +26,6 @@ unweighted as ``train/<term>``:
   [-1, 1] scale of the velocity range (``inversion`` only; weight 0 by default): a
   Tikhonov term that keeps the cells the data do not constrain at the initial model.
 
-The residual's form (`residual_form`) sets how the PDE term weighs the velocity. With
-``plain`` (``u_tt - c^2 lap u``) the c that minimises it over a region is
-``<u_tt, lap u> / ||lap u||^2`` (squared): noise in an imperfect network's Laplacian
-dilutes that regression and pulls c down. ``slowness`` (``u_tt / c^2 - lap u``) pulls it
-up the same way. ``balanced`` (``u_tt / c - c lap u``) is minimised by
-``c^2 = ||u_tt|| / ||lap u||``: noise in either derivative biases c in opposite
-directions. Each form is the plain residual divided by ``(c / c_ref)^p``, p = 0, 2, 1,
-with c_ref the middle of the velocity range, so all three share its scale.
-
 Modes: ``forward``: the velocity is known (the data module's true model, bilinearly
 interpolated) and the wavefield is solved for; ``inversion``: the velocity is the
 initial model (`fwi_lightning.paradigms.initial`) plus `velocity_scale_mps` times tanh of
@@ -90,8 +81,6 @@ from fwi_lightning.specs import LossesSpec, NetworkSpec
 
 #: The loss terms and their default weights.
 DEFAULT_WEIGHTS = {"pde": 1.0, "initial": 1.0, "data": 1.0, "boundary": 0.0, "smoothness": 0.0, "prior": 0.0}
-#: The residual forms and the power p of c / c_ref the plain residual is divided by.
-RESIDUAL_POWERS = {"plain": 0, "balanced": 1, "slowness": 2}
 DEFAULT_WAVEFIELD = {"name": "pinn_siren"}
 DEFAULT_VELOCITY = {"name": "pinn_mlp", "width": 32, "depth": 3}
 DEFAULT_PINN_OPTIMIZER = {"name": "adam", "lr": 1.0e-3}
@@ -113,7 +102,6 @@ class PINN(SurveyFit):
             ``{name: pinn_mlp, width: 32, depth: 3}``.
         weights: weight of each loss term, ``{pde, initial, data, boundary, smoothness, prior}``;
             unset terms keep ``{pde: 1, initial: 1, data: 1, boundary: 0, smoothness: 0, prior: 0}``.
-        residual_form: ``plain``, ``balanced`` or ``slowness`` (see the module docstring).
         wavefield_form: ``total`` or ``scattered`` (``inversion`` only; see the module docstring).
         sampler: collocation sampler, ``uniform``, ``sobol`` or ``adaptive``.
         collocation_points: PDE points per step.
@@ -127,9 +115,6 @@ class PINN(SurveyFit):
             times tanh of the velocity network's output; None: half the velocity range.
         velocity_warmup_steps: steps during which the velocity stays the initial model
             (its network gets no gradient) while the wavefield learns it.
-        velocity_only_steps: after the warm-up, steps during which the wavefield is frozen
-            and the velocity alone fits the PDE residual of it (the initial and data terms
-            are skipped); then both train together.
         velocity_lr_factor: the velocity network's learning rate is the optimiser's times this
             (a slow velocity keeps it from absorbing the young wavefield's errors).
         time_marching_steps: over this many first steps the collocation points' latest time
@@ -157,22 +142,22 @@ class PINN(SurveyFit):
 
     def __init__(self, problem: Problem | dict, mode: Literal["forward", "inversion"] = "inversion",
                  wavefield: NetworkSpec = None, velocity_network: NetworkSpec = None,
-                 weights: Optional[Mapping[str, float]] = None, residual_form: str = "plain",
-                 wavefield_form: str = "total",
+                 weights: Optional[Mapping[str, float]] = None, wavefield_form: str = "total",
                  sampler: SamplerName = "sobol",
                  collocation_points: int = 2048, initial_points: int = 1024, data_points: int = 1024,
                  initial_times_s: Optional[Sequence[float]] = None, end_time_s: Optional[float] = None, shot: int = 0,
                  velocity_scale_mps: Optional[float] = None, velocity_warmup_steps: int = 0,
-                 velocity_only_steps: int = 0, velocity_lr_factor: float = 1.0,
+                 velocity_lr_factor: float = 1.0,
                  time_marching_steps: int = 0, adaptive_pool: int = 8192, adaptive_every: int = 50,
                  losses: LossesSpec = None, optimizer: Optional[dict] = None, scheduler: Optional[dict] = None,
                  initial: Optional[dict] = None, figure_every_n_steps: int = 0):
         super().__init__(problem, mode=mode, wavefield=wavefield or dict(DEFAULT_WAVEFIELD),
                          velocity_network=velocity_network or dict(DEFAULT_VELOCITY), weights=dict(weights or {}),
-                         residual_form=residual_form, wavefield_form=wavefield_form, sampler=sampler, collocation_points=collocation_points, initial_points=initial_points,
-                         data_points=data_points, initial_times_s=initial_times_s, end_time_s=end_time_s, shot=shot,
+                         wavefield_form=wavefield_form, sampler=sampler, collocation_points=collocation_points,
+                         initial_points=initial_points, data_points=data_points, initial_times_s=initial_times_s,
+                         end_time_s=end_time_s, shot=shot,
                          velocity_scale_mps=velocity_scale_mps, velocity_warmup_steps=velocity_warmup_steps,
-                         velocity_only_steps=velocity_only_steps, velocity_lr_factor=velocity_lr_factor,
+                         velocity_lr_factor=velocity_lr_factor,
                          time_marching_steps=time_marching_steps, adaptive_pool=adaptive_pool, adaptive_every=adaptive_every,
                          losses=losses, optimizer=optimizer or dict(DEFAULT_PINN_OPTIMIZER), scheduler=scheduler,
                          initial=initial, figure_every_n_steps=figure_every_n_steps)
@@ -188,9 +173,6 @@ class PINN(SurveyFit):
         if hp["sampler"] not in ("uniform", "sobol", "adaptive"):
             raise ConfigError(f"unknown sampler {hp['sampler']!r}; choose uniform, sobol or adaptive", key="sampler")
         self.weights = _checked_weights(hp["weights"])
-        if hp["residual_form"] not in RESIDUAL_POWERS:
-            raise ConfigError(f"unknown residual form {hp['residual_form']!r}; choose {', '.join(RESIDUAL_POWERS)}",
-                              key="residual_form")
         if hp["wavefield_form"] not in ("total", "scattered"):
             raise ConfigError(f"unknown wavefield form {hp['wavefield_form']!r}; choose total or scattered", key="wavefield_form")
         scattered = hp["wavefield_form"] == "scattered"
@@ -198,8 +180,7 @@ class PINN(SurveyFit):
             raise ConfigError("the scattered wavefield form needs inversion mode (in forward mode the background would be "
                               "the answer)", key="wavefield_form")
         for name, low in (("collocation_points", 1), ("initial_points", 0), ("data_points", 0), ("adaptive_pool", 2),
-                          ("adaptive_every", 1), ("velocity_warmup_steps", 0),
-                          ("velocity_only_steps", 0), ("time_marching_steps", 0)):
+                          ("adaptive_every", 1), ("velocity_warmup_steps", 0), ("time_marching_steps", 0)):
             value = hp[name]
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"expected a whole number >= {low}, got {value!r}", key=name)
@@ -230,7 +211,7 @@ class PINN(SurveyFit):
         self.register_buffer("reference", torch.zeros(2, nz, nx))  # Simulator in the true model at t_mid, t_end, likewise
         self.register_buffer("amplitude", torch.tensor(1.0))
         self.register_buffer("has_reference", torch.tensor(False))
-        samples = self.steps[-1] - self.steps[0] + 1 if hp["wavefield_form"] == "scattered" else 0
+        samples = self.steps[-1] - self.steps[0] + 1 if scattered else 0
         # u0 and u0_tt / omega^2 in the initial model at every sample of the window, nondimensional
         self.register_buffer("background", torch.zeros(1, 2, samples, nz, nx))
         if samples:
@@ -291,7 +272,7 @@ class PINN(SurveyFit):
         velocity = self.start_at(points)
         if self.velocity_net is not None:
             update = self.velocity_scale * torch.tanh(self.velocity_net(points)[:, 0])
-            if self.stage() == "wavefield":
+            if self.training and self.global_step < self.hparams["velocity_warmup_steps"]:
                 update = update.detach()  # the wavefield first learns the initial model's physics
             velocity = velocity + update
         return velocity.clamp(*self.problem.velocity_range)
@@ -300,16 +281,6 @@ class PINN(SurveyFit):
         """The known or initial velocity in m/s at normalised (x, z) points [N, 2] -> [N], bilinear."""
         grid = points.reshape(1, 1, -1, 2).to(self.start.dtype)
         return F.grid_sample(self.start, grid, mode="bilinear", align_corners=True).reshape(-1)
-
-    def stage(self) -> Literal["wavefield", "velocity", "joint"]:
-        """What trains at this step: ``wavefield`` (the velocity held, during the warm-up), ``velocity``
-        (the wavefield frozen, for `velocity_only_steps` after it) or ``joint`` (both; always outside training)."""
-        if self.velocity_net is None or not self.training:
-            return "joint"
-        warmup = self.hparams["velocity_warmup_steps"]
-        if self.global_step < warmup:
-            return "wavefield"
-        return "velocity" if self.global_step < warmup + self.hparams["velocity_only_steps"] else "joint"
 
     def wavefield_at(self, points: torch.Tensor) -> torch.Tensor:
         """The nondimensional wavefield at normalised (x, z, tau) points [N, 3] -> [N] (with the background, if scattered)."""
@@ -325,13 +296,11 @@ class PINN(SurveyFit):
     def pde_residual(self, points: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
         """The nondimensional wave-equation residual at normalised (x, z, tau) points [N, 3] -> [N].
 
-        ``r = (u_tt - c^2 (u_xx + u_zz)) / (2 pi f_peak)^2 / (c / c_ref)^p`` in physical units, i.e.
-        ``(time_factor * u_tautau - c^2 (space_factor_x * u_xixi + space_factor_z * u_etaeta)) / (c / c_ref)^p``
-        with the derivatives taken by autograd on the network's scaled inputs; p by `residual_form`
-        (plain 0, balanced 1, slowness 2), c_ref the middle of the velocity range. While the wavefield
-        is frozen (the ``velocity`` stage) the derivatives carry no graph: only c gets a gradient.
+        ``r = (u_tt - c^2 (u_xx + u_zz)) / (2 pi f_peak)^2`` in physical units, i.e.
+        ``time_factor * u_tautau - c^2 (space_factor_x * u_xixi + space_factor_z * u_etaeta)``
+        with the derivatives taken by autograd on the network's scaled inputs. In the scattered
+        form u = u0 + du: the network gives du's derivatives, the background u0_tt and u0_tt / c0^2.
         """
-        create_graph = create_graph and self.stage() != "velocity"
         points = points.detach().requires_grad_(True)
         u = self.wavefield(points)[:, 0]
         (first,) = torch.autograd.grad(u.sum(), points, create_graph=True)
@@ -346,9 +315,7 @@ class PINN(SurveyFit):
             acceleration_0 = self.background_at(points)[1]
             acceleration = acceleration + acceleration_0
             laplacian = laplacian + acceleration_0 / self.start_at(points[:, :2]).square()
-        residual = acceleration - velocity.square() * laplacian
-        power = RESIDUAL_POWERS[self.hparams["residual_form"]]
-        return residual / (velocity / sum(self.problem.velocity_range) * 2.0) ** power if power else residual
+        return acceleration - velocity.square() * laplacian
 
     def current_velocity(self) -> torch.Tensor:
         """The velocity on the grid: [1, 1, NZ, NX] m/s."""
@@ -420,12 +387,11 @@ class PINN(SurveyFit):
             points = self.sampler(hp["collocation_points"], device, residual=lambda p: self.pde_residual(p, create_graph=False))
             points = self.marched(points)
             terms["pde"] = self.pde_residual(points).square().mean()
-        frozen = self.stage() == "velocity"  # the wavefield's own terms wait
-        if self.weights["initial"] > 0 and not frozen:
+        if self.weights["initial"] > 0:
             terms["initial"] = self.initial_misfit(hp["initial_points"])
-        if self.weights["data"] > 0 and not frozen:
+        if self.weights["data"] > 0:
             terms["data"] = self.data_misfit(batch["data"], hp["data_points"])
-        if self.weights["boundary"] > 0 and not frozen:
+        if self.weights["boundary"] > 0:
             terms["boundary"] = self.boundary_misfit(edge_points(hp["initial_points"] or 1024, device)).square().mean()
         for name, term in (("smoothness", self.smoothness), ("prior", self.prior)):
             if self.weights[name] > 0 and self.velocity_net is not None:
