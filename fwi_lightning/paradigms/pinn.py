@@ -105,7 +105,8 @@ class PINN(SurveyFit):
         wavefield_form: ``total`` or ``scattered`` (``inversion`` only; see the module docstring).
         sampler: collocation sampler, ``uniform``, ``sobol`` or ``adaptive``.
         collocation_points: PDE points per step.
-        initial_points: grid points per snapshot per step (0: every grid point).
+        initial_points: grid points per snapshot per step (0: every grid point); also the
+            ``boundary`` term's edge points per step (0: 1024).
         data_points: (time, receiver) samples per step (0: every sample in the window).
         initial_times_s: [t1, t2] in s of the two initial snapshots (rounded to samples);
             None: t1 one peak period after the wavelet's peak, t2 a quarter period later.
