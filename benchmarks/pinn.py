@@ -7,22 +7,25 @@
 2. Inversion: ``experiments/pinn_inversion_anomaly.yaml`` for ``--inversion-steps`` steps;
    the model error (MAE in m/s over the grid, and over the anomaly: the cells where the
    true model differs from the background by more than 10 m/s) of the starting and the
-   recovered model. Then the ``fwi`` paradigm on the same data module, from the same
-   starting model, stopped when it has used the PINN's CPU time (process time), so both
-   cost the same. Figure ``pinn_inversion.png`` (true, start, PINN, FWI and their errors).
+   recovered model, for ``--seeds`` seeds (0 .. N-1: the network initialisation and the
+   random points; the table and figure show seed 0, the others the spread). Then the
+   ``fwi`` paradigm on the same data module, from the same starting model, stopped when it
+   has used the PINN's mean CPU time (process time), so both cost the same. Figure
+   ``pinn_inversion.png`` (true, start, PINN, FWI and their errors).
 
 Budgets are optimiser steps (PINN) and process CPU seconds (FWI, matched to the PINN's),
 never wall-clock time, so load from other processes does not bias them. Run it with one
 thread, one process: ``--threads 1``.
 
 Usage:
-    python benchmarks/pinn.py --threads 1 [--forward-steps 3000] [--inversion-steps 3000] [--out benchmarks]
+    python benchmarks/pinn.py --threads 1 [--forward-steps 3000] [--inversion-steps 3000] [--seeds 3] [--out DIR]
     python benchmarks/pinn.py --threads 1 --tiny          # smoke run: a few steps of everything
     python benchmarks/pinn.py --threads 1 --only inversion   # one part again, the other kept in pinn.json
 
-Measured 2026-12-03 (shared 2-core CPU, one thread, load 5-6; 612 CPU s): forward relative L2
-0.075 at 0.175 s after 3000 steps (180 CPU s); inversion MAE start 10.2, PINN 13.4 (3000
-steps, 214 CPU s), FWI 31.9 m/s at the same CPU time (anomaly MAE 85.0, 88.0, 65.4 m/s).
+Measured 2026-12-03 (shared 2-core CPU, one thread, load about 2; 969 CPU s with --seeds 3):
+forward relative L2 0.075 at 0.175 s after 3000 steps (162 CPU s); inversion MAE start 10.2,
+PINN 10.1 (3000 steps, 202 CPU s; seeds 0-2: 10.20 +- 0.07), FWI 33.7 m/s at the same CPU time;
+over the anomaly 85.0, 56.1 (seeds: 55.5 +- 0.6), 65.4 m/s.
 Details: benchmarks/README.md, "PINN: forward against the Simulator, inversion against FWI".
 """
 
@@ -105,20 +108,37 @@ def forward(steps: int, out: Path) -> dict[str, Any]:
     return {"steps": steps, "cpu_seconds": seconds, "end_time_s": t_end, "relative_l2": error, "run_dir": str(built.run_dir)}
 
 
-def inversion(steps: int, out: Path) -> dict[str, Any]:
+def inversion(steps: int, out: Path, seeds: int = 1) -> dict[str, Any]:
+    """The PINN with seeds 0 .. seeds - 1 (the table and the figure: seed 0; the others give the spread),
+    then FWI for the PINN's mean CPU time."""
     import numpy as np
 
     from fwi_lightning.paradigms.initial import initial_velocity
 
     values = experiment(EXPERIMENTS / "pinn_inversion_anomaly.yaml", out / "runs", steps)
-    built, seconds = fit(values)
-    model, datamodule = built.model, built.datamodule
-    true = datamodule.true_velocity[0, 0].numpy()
-    background = float(values["data"]["model"]["background_mps"])
+    runs = []
+    for seed in range(seeds):
+        built, seconds = fit(dict(values, seed=seed))
+        model, datamodule = built.model, built.datamodule
+        true = datamodule.true_velocity[0, 0].numpy()
+        background = float(values["data"]["model"]["background_mps"])
+        velocity = np.load(built.run_dir / "final_velocity.npy")
+        row = errors(velocity, true, background)
+        row.update(seed=seed, steps=steps, cpu_seconds=seconds, wavefield_relative_l2=float(model.wavefield_error()))
+        print(f"inversion pinn seed {seed}: MAE {row['mae_mps']:6.2f} m/s, over the anomaly {row['anomaly_mae_mps']:6.1f} m/s, "
+              f"{seconds:.0f} CPU s", flush=True)
+        runs.append((row, model, datamodule, velocity))
+    row, model, datamodule, pinn = runs[0]
     start = initial_velocity(model.hparams["initial"], model.problem, datamodule)[0, 0].numpy()
-    pinn = np.load(built.run_dir / "final_velocity.npy")
-    results = {"start": errors(start, true, background), "pinn": errors(pinn, true, background)}
-    results["pinn"].update(steps=steps, cpu_seconds=seconds, wavefield_relative_l2=float(model.wavefield_error()))
+    results = {"start": errors(start, true, background), "pinn": row}
+    if seeds > 1:
+        rows = [r for r, *_ in runs]
+        results["pinn_seeds"] = rows
+        for key in ("mae_mps", "anomaly_mae_mps"):
+            values_ = np.array([r[key] for r in rows])
+            results["pinn_seed_" + key] = {"mean": float(values_.mean()), "std": float(values_.std(ddof=1)),
+                                           "min": float(values_.min()), "max": float(values_.max())}
+    seconds = float(np.mean([r["cpu_seconds"] for r, *_ in runs]))
 
     fwi_values = experiment(EXPERIMENTS / "pinn_inversion_anomaly.yaml", out / "runs", 100_000)
     fwi_values["name"] = "fwi_anomaly"
@@ -134,8 +154,16 @@ def inversion(steps: int, out: Path) -> dict[str, Any]:
               flush=True)
     margin = 1.0 - results["pinn"]["mae_mps"] / results["start"]["mae_mps"]
     results["pinn_mae_reduction"] = margin
+    results["pinn_anomaly_mae_reduction"] = 1.0 - results["pinn"]["anomaly_mae_mps"] / results["start"]["anomaly_mae_mps"]
     print(f"PINN lowers the starting model's MAE by {100 * margin:.0f} % (FWI at the same CPU time: "
-          f"{100 * (1.0 - results['fwi']['mae_mps'] / results['start']['mae_mps']):.0f} %)", flush=True)
+          f"{100 * (1.0 - results['fwi']['mae_mps'] / results['start']['mae_mps']):.0f} %); the anomaly's by "
+          f"{100 * results['pinn_anomaly_mae_reduction']:.0f} % (FWI: "
+          f"{100 * (1.0 - results['fwi']['anomaly_mae_mps'] / results['start']['anomaly_mae_mps']):.0f} %)", flush=True)
+    if seeds > 1:
+        spread = {key: results["pinn_seed_" + key] for key in ("mae_mps", "anomaly_mae_mps")}
+        print(f"PINN over {seeds} seeds: MAE {spread['mae_mps']['mean']:.2f} +- {spread['mae_mps']['std']:.2f} m/s, "
+              f"over the anomaly {spread['anomaly_mae_mps']['mean']:.1f} +- {spread['anomaly_mae_mps']['std']:.1f} m/s",
+              flush=True)
     inversion_figure(model.problem, true, start, pinn, fwi, results, out / "pinn_inversion.png")
     return results
 
@@ -177,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--forward-steps", type=int, default=3000)
     parser.add_argument("--inversion-steps", type=int, default=3000)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the measured setting)")
+    parser.add_argument("--seeds", type=int, default=1, help="PINN inversion runs (seeds 0 .. N-1) for the spread")
     parser.add_argument("--tiny", action="store_true", help="smoke run: 20 steps of each")
     parser.add_argument("--out", default="benchmarks", help="folder of the figures, the json and the runs")
     parser.add_argument("--only", choices=("forward", "inversion"), default=None,
@@ -195,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "forward"):
         summary["forward"] = forward(steps[0], out)
     if args.only in (None, "inversion"):
-        summary["inversion"] = inversion(steps[1], out)
+        summary["inversion"] = inversion(steps[1], out, args.seeds)
     summary.update(threads=args.threads, load_average=os.getloadavg())
     summary["cpu_seconds"] = time.process_time() - started
     (out / "pinn.json").write_text(json.dumps(summary, indent=2))

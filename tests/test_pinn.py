@@ -92,6 +92,27 @@ def test_pde_residual_reads_the_velocity_model(homogeneous):
     assert model.pde_residual(points).detach().abs().mean() > 0.05
 
 
+def test_the_absorbing_boundary_term_vanishes_for_a_wave_leaving_the_grid_and_not_for_one_entering(homogeneous):
+    from fwi_lightning.paradigms.pinn import edge_points
+
+    model = build(homogeneous, mode="forward").double()
+    model.start_from(torch.full_like(model.start, BACKGROUND))
+    omega = 2.0 * math.pi * 15.0
+    wave = PlaneWave(model, (omega / BACKGROUND, 0.0), omega)  # sin(k x - omega t): travels towards +x
+    model.wavefield = wave
+    points = edge_points(400, torch.device("cpu")).double()
+    assert (points[:, :2].abs().amax(dim=1) == 1.0).all() and points[:, 2].abs().max() <= 1.0
+    residual = model.boundary_misfit(points).detach()
+    x = (points[:, 0] + 1.0) / 2.0 * wave.lengths[0]
+    t = wave.t1 + (points[:, 2] + 1.0) / 2.0 * wave.duration
+    cosine = torch.cos(omega / BACKGROUND * x - omega * t)
+    omega_peak = 2.0 * math.pi * model.problem.survey.peak_freq
+    # u_t + c du/dn: 0 where it leaves (right), -2 omega cos where it would enter (left), -omega cos on top and bottom
+    factor = torch.where(points[:, 0] == 1.0, 0.0, torch.where(points[:, 0] == -1.0, -2.0, -1.0)).double()
+    assert torch.allclose(residual, factor * omega / omega_peak * cosine, atol=1e-9)
+    assert residual[points[:, 0] == -1.0].abs().mean() > 0.1
+
+
 # ---------------------------------------------------------------------------
 # coordinate networks and samplers
 
@@ -209,6 +230,58 @@ def test_inversion_trains_the_velocity_network_from_the_data():
     assert not torch.equal(model.current_velocity(), start)
 
 
+def test_the_prior_is_zero_at_the_start_and_the_squared_update_on_the_range_scale_after():
+    datamodule = testing.tiny_datamodule(tiny_survey_data(amplitude_mps=300.0))
+    model = build(datamodule, mode="inversion", initial={"name": "linear", "v_top_mps": BACKGROUND, "v_bottom_mps": BACKGROUND},
+                  weights={"prior": 1.0})
+    model.prepare(torch.full_like(model.start, BACKGROUND), datamodule.true_velocity)
+    terms = model.loss_terms(datamodule.processed())
+    assert "prior" in terms and float(terms["prior"].detach()) == 0.0  # the network starts at zero
+    with torch.no_grad():
+        model.velocity_net.body[-1].bias.fill_(0.5)  # an update of 500 * tanh(0.5) m/s everywhere
+    expected = (model.velocity_scale * math.tanh(0.5) / 500.0) ** 2  # range 1500-2500: half-width 500 m/s
+    prior = model.prior(torch.rand(64, 2) * 2.0 - 1.0)
+    assert math.isclose(float(prior.detach()), expected, rel_tol=1e-5)
+    prior.backward()
+    assert model.velocity_net.body[-1].bias.grad.abs().sum() > 0
+
+
+def test_the_scattered_form_adds_a_background_that_solves_the_wave_equation_in_the_start():
+    datamodule = testing.tiny_datamodule(tiny_survey_data(amplitude_mps=300.0))
+    model = build(datamodule, mode="inversion", wavefield_form="scattered",
+                  initial={"name": "linear", "v_top_mps": 1900.0, "v_bottom_mps": 2100.0})
+    from fwi_lightning.paradigms.initial import initial_velocity
+
+    start = initial_velocity(model.hparams["initial"], model.problem, datamodule)
+    model.prepare(start, datamodule.true_velocity)
+    nz, nx = model.problem.velocity_shape
+    dt = model.problem.survey.dt
+    # the network starts at zero: the wavefield is the background, which matches the snapshots and the start's traces
+    assert torch.allclose(model.wavefield_grid(model.steps[1] * dt) / model.amplitude, model.snapshots[1], atol=1e-5)
+    traces = model.problem.forward_operator().simulator(start[:, 0])[0, 0] / model.amplitude  # [T, R]
+    tau = model.to_time(torch.tensor(model.steps[2] * dt))
+    points = torch.cat([model.receiver_points(), tau.expand(len(model.receiver_points()), 1)], dim=1)
+    assert torch.allclose(model.wavefield_at(points), traces[model.steps[2]], atol=1e-4 * traces.abs().max())
+    # u0_tt / c0^2 against a finite-difference Laplacian of u0 (both / omega^2) away from the edges, mid-window
+    k = (model.steps[2] + model.steps[3]) // 2 - model.steps[0]
+    u0, acceleration = model.background[0, 0, k], model.background[0, 1, k]
+    h = model.problem.survey.spacing
+    omega = 2.0 * math.pi * model.problem.survey.peak_freq
+    laplacian = (u0[2:, 1:-1] + u0[:-2, 1:-1] + u0[1:-1, 2:] + u0[1:-1, :-2] - 4.0 * u0[1:-1, 1:-1]) / h**2 / omega**2
+    mine = (acceleration / start[0, 0].square())[1:-1, 1:-1]
+    inner = (slice(2, -2), slice(2, -2))
+    assert float((mine - laplacian)[inner].norm() / laplacian[inner].norm()) < 0.2
+    # so with the network at zero the residual vanishes in the start and not in a faster model
+    collocation = torch.rand(256, 3) * 2.0 - 1.0
+    assert float(model.pde_residual(collocation).detach().abs().max()) < 1e-4
+    with torch.no_grad():
+        model.velocity_net.body[-1].bias.fill_(0.3)  # the velocity 0.3 * tanh(.3) * 500 m/s above the start
+    assert float(model.pde_residual(collocation).detach().abs().mean()) > 1e-3
+    with pytest.raises(ConfigError, match="needs inversion mode") as error:
+        build(datamodule, mode="forward", wavefield_form="scattered")
+    assert error.value.key == "model.wavefield_form"
+
+
 @pytest.mark.slow
 def test_pinn_contract_forward_and_inversion():
     check = testing.check_paradigm("pinn", mode="inversion", data=tiny_survey_data(300.0),
@@ -249,6 +322,11 @@ def test_time_window_is_checked(homogeneous):
         build(homogeneous, weights={"pdf": 1.0})
     with pytest.raises(ConfigError, match="coordinate network"):
         build(homogeneous, wavefield={"name": "tiny"})
+    with pytest.raises(ConfigError, match="unknown wavefield form 'born'") as error:
+        build(homogeneous, wavefield_form="born")
+    assert error.value.key == "model.wavefield_form"
+    with pytest.raises(ConfigError, match="unknown loss term 'absorbing'"):
+        build(homogeneous, weights={"absorbing": 1.0})
 
 
 @pytest.mark.parametrize(("case", "overrides", "fragments"), [
@@ -257,6 +335,9 @@ def test_time_window_is_checked(homogeneous):
     ("zero-duration", ["model.end_time_s=0.137"], ["model.end_time_s", "zero duration"]),
     ("record-ends-before-the-snapshots", ["data.survey.nt=130"], ["model.initial_times_s", "beyond the record"]),
     ("unknown-sampler", ["model.sampler=halton"], ["model.sampler", "sobol"]),
+    ("unknown-wavefield-form", ["model.wavefield_form=born"], ["model.wavefield_form", "total or scattered"]),
+    ("scattered-in-forward-mode", ["model.wavefield_form=scattered"], ["model.wavefield_form", "inversion mode"]),
+    ("negative-boundary-weight", ["model.weights.boundary=-1"], ["model.weights.boundary", ">= 0"]),
 ])
 def test_bad_pinn_input_gives_one_line_and_exit_2(case, overrides, fragments, tmp_path, capsys):
     status = main([FORWARD, f"run_dir={tmp_path}", "--dry-run", *overrides])

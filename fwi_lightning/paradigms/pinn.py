@@ -16,7 +16,15 @@ unweighted as ``train/<term>``:
   equation (the singularity Rasht-Behesht et al. sidestep the same way);
 * ``data``: the wavefield at the receivers against the recorded traces inside the window
   (relative: divided by the traces' mean square);
-* ``smoothness``: the mean squared velocity gradient (``inversion`` only; weight 0 by default).
+* ``smoothness``: the mean squared velocity gradient (``inversion`` only; weight 0 by default);
+* ``boundary``: the first-order absorbing (Engquist-Majda) condition ``u_t + c du/dn = 0``
+  (n the outward normal) of the network's field on the four edges of the grid, divided by
+  ``2 pi f_peak`` (weight 0 by default): the Simulator's absorbing layer lets no wave
+  in, while a PINN with no boundary term can explain receiver data by waves that enter
+  through the edges instead of by the velocity;
+* ``prior``: the mean squared difference of the velocity and the initial model, on the
+  [-1, 1] scale of the velocity range (``inversion`` only; weight 0 by default): a
+  Tikhonov term that keeps the cells the data do not constrain at the initial model.
 
 Modes: ``forward``: the velocity is known (the data module's true model, bilinearly
 interpolated) and the wavefield is solved for; ``inversion``: the velocity is the
@@ -26,6 +34,16 @@ held at the initial model for the first `velocity_warmup_steps` steps. The
 initial-condition snapshots are simulated in the known model (forward) or in the
 initial model (inversion): they are right when the wave has not reached the unknown
 part of the model by t2, as in Rasht-Behesht et al.'s set-up.
+
+The wavefield's form (`wavefield_form`, ``inversion`` only): ``total``: the network is the
+wavefield; ``scattered``: the wavefield is the Simulator's in the initial model, u0 (one
+snapshot per sample of the window, interpolated trilinearly), plus the network, which
+starts at zero and learns the scattered field du = u - u0 alone. In the residual,
+``u_tt = u0_tt + du_tt`` (u0_tt by central differences of the snapshots in time) and
+``lap u = lap du + u0_tt / c0^2`` (u0 solves the wave equation in the initial model c0):
+the background + scattered-field decomposition of Born modelling, here with the full
+(non-linear) scattered field. The network then represents a small field that is zero at
+the initial conditions instead of the whole wave train.
 
 Units: physical (m, s, m/s) at the boundary. Inside, x, z and t are scaled to [-1, 1]
 over the grid (cell centres 0 .. (N - 1) * spacing) and the window [t1, t_end], and the
@@ -62,7 +80,7 @@ from fwi_lightning.problem import Problem
 from fwi_lightning.specs import LossesSpec, NetworkSpec
 
 #: The loss terms and their default weights.
-DEFAULT_WEIGHTS = {"pde": 1.0, "initial": 1.0, "data": 1.0, "smoothness": 0.0}
+DEFAULT_WEIGHTS = {"pde": 1.0, "initial": 1.0, "data": 1.0, "boundary": 0.0, "smoothness": 0.0, "prior": 0.0}
 DEFAULT_WAVEFIELD = {"name": "pinn_siren"}
 DEFAULT_VELOCITY = {"name": "pinn_mlp", "width": 32, "depth": 3}
 DEFAULT_PINN_OPTIMIZER = {"name": "adam", "lr": 1.0e-3}
@@ -82,11 +100,13 @@ class PINN(SurveyFit):
         wavefield: the wavefield's coordinate network, default ``{name: pinn_siren}``.
         velocity_network: the velocity's coordinate network (inversion), default
             ``{name: pinn_mlp, width: 32, depth: 3}``.
-        weights: weight of each loss term, ``{pde, initial, data, smoothness}``; unset
-            terms keep ``{pde: 1, initial: 1, data: 1, smoothness: 0}``.
+        weights: weight of each loss term, ``{pde, initial, data, boundary, smoothness, prior}``;
+            unset terms keep ``{pde: 1, initial: 1, data: 1, boundary: 0, smoothness: 0, prior: 0}``.
+        wavefield_form: ``total`` or ``scattered`` (``inversion`` only; see the module docstring).
         sampler: collocation sampler, ``uniform``, ``sobol`` or ``adaptive``.
         collocation_points: PDE points per step.
-        initial_points: grid points per snapshot per step (0: every grid point).
+        initial_points: grid points per snapshot per step (0: every grid point); also the
+            ``boundary`` term's edge points per step (0: 1024).
         data_points: (time, receiver) samples per step (0: every sample in the window).
         initial_times_s: [t1, t2] in s of the two initial snapshots (rounded to samples);
             None: t1 one peak period after the wavelet's peak, t2 a quarter period later.
@@ -123,7 +143,8 @@ class PINN(SurveyFit):
 
     def __init__(self, problem: Problem | dict, mode: Literal["forward", "inversion"] = "inversion",
                  wavefield: NetworkSpec = None, velocity_network: NetworkSpec = None,
-                 weights: Optional[Mapping[str, float]] = None, sampler: SamplerName = "sobol",
+                 weights: Optional[Mapping[str, float]] = None, wavefield_form: str = "total",
+                 sampler: SamplerName = "sobol",
                  collocation_points: int = 2048, initial_points: int = 1024, data_points: int = 1024,
                  initial_times_s: Optional[Sequence[float]] = None, end_time_s: Optional[float] = None, shot: int = 0,
                  velocity_scale_mps: Optional[float] = None, velocity_warmup_steps: int = 0,
@@ -133,8 +154,9 @@ class PINN(SurveyFit):
                  initial: Optional[dict] = None, figure_every_n_steps: int = 0):
         super().__init__(problem, mode=mode, wavefield=wavefield or dict(DEFAULT_WAVEFIELD),
                          velocity_network=velocity_network or dict(DEFAULT_VELOCITY), weights=dict(weights or {}),
-                         sampler=sampler, collocation_points=collocation_points, initial_points=initial_points,
-                         data_points=data_points, initial_times_s=initial_times_s, end_time_s=end_time_s, shot=shot,
+                         wavefield_form=wavefield_form, sampler=sampler, collocation_points=collocation_points,
+                         initial_points=initial_points, data_points=data_points, initial_times_s=initial_times_s,
+                         end_time_s=end_time_s, shot=shot,
                          velocity_scale_mps=velocity_scale_mps, velocity_warmup_steps=velocity_warmup_steps,
                          velocity_lr_factor=velocity_lr_factor,
                          time_marching_steps=time_marching_steps, adaptive_pool=adaptive_pool, adaptive_every=adaptive_every,
@@ -152,9 +174,14 @@ class PINN(SurveyFit):
         if hp["sampler"] not in ("uniform", "sobol", "adaptive"):
             raise ConfigError(f"unknown sampler {hp['sampler']!r}; choose uniform, sobol or adaptive", key="sampler")
         self.weights = _checked_weights(hp["weights"])
+        if hp["wavefield_form"] not in ("total", "scattered"):
+            raise ConfigError(f"unknown wavefield form {hp['wavefield_form']!r}; choose total or scattered", key="wavefield_form")
+        scattered = hp["wavefield_form"] == "scattered"
+        if scattered and hp["mode"] != "inversion":
+            raise ConfigError("the scattered wavefield form needs inversion mode (in forward mode the background would be "
+                              "the answer)", key="wavefield_form")
         for name, low in (("collocation_points", 1), ("initial_points", 0), ("data_points", 0), ("adaptive_pool", 2),
-                          ("adaptive_every", 1), ("velocity_warmup_steps", 0),
-                          ("time_marching_steps", 0)):
+                          ("adaptive_every", 1), ("velocity_warmup_steps", 0), ("time_marching_steps", 0)):
             value = hp[name]
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"expected a whole number >= {low}, got {value!r}", key=name)
@@ -162,6 +189,9 @@ class PINN(SurveyFit):
         if isinstance(hp["shot"], bool) or not isinstance(hp["shot"], int) or not 0 <= hp["shot"] < survey.n_shots:
             raise ConfigError(f"expected a shot index in 0..{survey.n_shots - 1}, got {hp['shot']!r}", key="shot")
         self.steps = time_window(self.problem, hp["initial_times_s"], hp["end_time_s"])
+        if scattered and self.steps[0] < 2:  # (the end is at most nt - 1: snapshot nt exists)
+            raise ConfigError("the scattered form differentiates the background in time: it needs a sample before t1; "
+                              "give a later t1", key="initial_times_s")
         v_min, v_max = self.problem.velocity_range
         scale = hp["velocity_scale_mps"]
         if scale is not None and not (isinstance(scale, (int, float)) and scale > 0):
@@ -182,6 +212,11 @@ class PINN(SurveyFit):
         self.register_buffer("reference", torch.zeros(2, nz, nx))  # Simulator in the true model at t_mid, t_end, likewise
         self.register_buffer("amplitude", torch.tensor(1.0))
         self.register_buffer("has_reference", torch.tensor(False))
+        samples = self.steps[-1] - self.steps[0] + 1 if scattered else 0
+        # u0 and u0_tt / omega^2 in the initial model at every sample of the window, nondimensional
+        self.register_buffer("background", torch.zeros(1, 2, samples, nz, nx))
+        if samples:
+            self.wavefield.zero_output()
         self.sampler = CollocationSampler(hp["sampler"], 3, seed=0, pool_size=hp["adaptive_pool"],
                                           refresh_every=hp["adaptive_every"])
         self._scales()
@@ -235,8 +270,7 @@ class PINN(SurveyFit):
 
     def velocity_at(self, points: torch.Tensor) -> torch.Tensor:
         """Velocity in m/s at normalised (x, z) points [N, 2] -> [N]: the known or initial model, plus the network's update."""
-        grid = points.reshape(1, 1, -1, 2).to(self.start.dtype)
-        velocity = F.grid_sample(self.start, grid, mode="bilinear", align_corners=True).reshape(-1)
+        velocity = self.start_at(points)
         if self.velocity_net is not None:
             update = self.velocity_scale * torch.tanh(self.velocity_net(points)[:, 0])
             if self.training and self.global_step < self.hparams["velocity_warmup_steps"]:
@@ -244,19 +278,32 @@ class PINN(SurveyFit):
             velocity = velocity + update
         return velocity.clamp(*self.problem.velocity_range)
 
+    def start_at(self, points: torch.Tensor) -> torch.Tensor:
+        """The known or initial velocity in m/s at normalised (x, z) points [N, 2] -> [N], bilinear."""
+        grid = points.reshape(1, 1, -1, 2).to(self.start.dtype)
+        return F.grid_sample(self.start, grid, mode="bilinear", align_corners=True).reshape(-1)
+
     def wavefield_at(self, points: torch.Tensor) -> torch.Tensor:
-        """The nondimensional wavefield at normalised (x, z, tau) points [N, 3] -> [N]."""
+        """The nondimensional wavefield at normalised (x, z, tau) points [N, 3] -> [N] (with the background, if scattered)."""
+        if self.background.shape[2]:
+            return self.wavefield(points)[:, 0] + self.background_at(points)[0]
         return self.wavefield(points)[:, 0]
+
+    def background_at(self, points: torch.Tensor) -> torch.Tensor:
+        """u0 and u0_tt / omega^2 (nondimensional) at normalised (x, z, tau) points [N, 3] -> [2, N], trilinear."""
+        grid = points.detach().reshape(1, 1, 1, -1, 3).to(self.background.dtype)
+        return F.grid_sample(self.background, grid, mode="bilinear", align_corners=True).reshape(2, -1)
 
     def pde_residual(self, points: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
         """The nondimensional wave-equation residual at normalised (x, z, tau) points [N, 3] -> [N].
 
         ``r = (u_tt - c^2 (u_xx + u_zz)) / (2 pi f_peak)^2`` in physical units, i.e.
         ``time_factor * u_tautau - c^2 (space_factor_x * u_xixi + space_factor_z * u_etaeta)``
-        with the derivatives taken by autograd on the network's scaled inputs.
+        with the derivatives taken by autograd on the network's scaled inputs. In the scattered
+        form u = u0 + du: the network gives du's derivatives, the background u0_tt and u0_tt / c0^2.
         """
         points = points.detach().requires_grad_(True)
-        u = self.wavefield_at(points)
+        u = self.wavefield(points)[:, 0]
         (first,) = torch.autograd.grad(u.sum(), points, create_graph=True)
         second = []
         for axis in range(3):
@@ -264,7 +311,12 @@ class PINN(SurveyFit):
             second.append(grad[:, axis])
         velocity = self.velocity_at(points[:, :2].detach())
         laplacian = self.space_factors[0] * second[0] + self.space_factors[1] * second[1]
-        return self.time_factor * second[2] - velocity.square() * laplacian
+        acceleration = self.time_factor * second[2]
+        if self.background.shape[2]:  # u = u0 + du, u0_tt = c0^2 lap u0
+            acceleration_0 = self.background_at(points)[1]
+            acceleration = acceleration + acceleration_0
+            laplacian = laplacian + acceleration_0 / self.start_at(points[:, :2]).square()
+        return acceleration - velocity.square() * laplacian
 
     def current_velocity(self) -> torch.Tensor:
         """The velocity on the grid: [1, 1, NZ, NX] m/s."""
@@ -314,6 +366,12 @@ class PINN(SurveyFit):
             amplitude = snapshots[0].abs().max().clamp_min(1e-30)
             self.amplitude.copy_(amplitude)
             self.snapshots.copy_(snapshots / amplitude)
+            if self.background.shape[2]:
+                first, last = self.steps[0], self.steps[-1]
+                frames = simulator.snapshots(start[:, 0].float(), list(range(first - 1, last + 2)), shot)[0] / amplitude
+                dt, omega = self.problem.survey.dt, 2.0 * math.pi * self.problem.survey.peak_freq
+                acceleration = (frames[2:] - 2.0 * frames[1:-1] + frames[:-2]) / dt**2 / omega**2
+                self.background.copy_(torch.stack([frames[1:-1], acceleration])[None])
             if truth is not None:
                 reference = simulator.snapshots(truth[:, 0].float(), self.steps[2:], shot)[0]
                 self.reference.copy_(reference / amplitude)
@@ -334,8 +392,11 @@ class PINN(SurveyFit):
             terms["initial"] = self.initial_misfit(hp["initial_points"])
         if self.weights["data"] > 0:
             terms["data"] = self.data_misfit(batch["data"], hp["data_points"])
-        if self.weights["smoothness"] > 0 and self.velocity_net is not None:
-            terms["smoothness"] = self.smoothness(torch.rand(hp["collocation_points"], 2, device=device) * 2.0 - 1.0)
+        if self.weights["boundary"] > 0:
+            terms["boundary"] = self.boundary_misfit(edge_points(hp["initial_points"] or 1024, device)).square().mean()
+        for name, term in (("smoothness", self.smoothness), ("prior", self.prior)):
+            if self.weights[name] > 0 and self.velocity_net is not None:
+                terms[name] = term(torch.rand(hp["collocation_points"], 2, device=device) * 2.0 - 1.0)
         return terms
 
     def marched(self, points: torch.Tensor) -> torch.Tensor:
@@ -382,12 +443,29 @@ class PINN(SurveyFit):
         misfit = (self.wavefield_at(points) - traces[t_index, r_index].float()).square().mean()
         return misfit / traces.float().square().mean().clamp_min(1e-30)
 
+    def boundary_misfit(self, points: torch.Tensor) -> torch.Tensor:
+        """The absorbing condition ``(u_t + c du/dn) / (2 pi f_peak)`` of the network's field (the scattered
+        field in the scattered form) at edge points [N, 3] (normalised (x, z, tau), each on an edge) -> [N];
+        n is the outward normal of the edge the point lies on (a corner: the x edge), c the current velocity."""
+        points = points.detach().requires_grad_(True)
+        (first,) = torch.autograd.grad(self.wavefield(points)[:, 0].sum(), points, create_graph=True)
+        on_x = points[:, 0].detach().abs() >= 1.0
+        normal = torch.where(on_x, points[:, 0], points[:, 1]).detach().sign()  # +-1
+        space = torch.where(on_x, first[:, 0] * self.space_factors[0] ** 0.5, first[:, 1] * self.space_factors[1] ** 0.5)
+        velocity = self.velocity_at(points[:, :2].detach()).detach()
+        return first[:, 2] * self.time_factor**0.5 + velocity * normal * space
+
     def smoothness(self, points: torch.Tensor) -> torch.Tensor:
         """Mean squared gradient of the velocity on the [-1, 1] scale of the range, over normalised (x, z) points [N, 2]."""
         points = points.detach().requires_grad_(True)
         normalised = self.problem.normalise_velocity(self.velocity_at(points))
         (grad,) = torch.autograd.grad(normalised.sum(), points, create_graph=True)
         return grad.square().sum(dim=1).mean()
+
+    def prior(self, points: torch.Tensor) -> torch.Tensor:
+        """Mean squared difference of the velocity and the initial model on the [-1, 1] scale of the range, over normalised (x, z) points [N, 2]."""
+        v_min, v_max = self.problem.velocity_range
+        return ((self.velocity_at(points) - self.start_at(points)) / ((v_max - v_min) / 2.0)).square().mean()
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -470,6 +548,16 @@ def time_window(problem: Problem, initial_times_s: Optional[Sequence[float]], en
         raise ConfigError(f"the time window from the second snapshot ({k2 * dt:g} s) to the end ({k_end * dt:g} s) has zero "
                           "duration; give a later end_time_s or a longer record (survey.nt)", key="end_time_s")
     return [k1, k2, (k2 + k_end) // 2, k_end]
+
+
+def edge_points(count: int, device: torch.device) -> torch.Tensor:
+    """`count` random normalised (x, z, tau) points [count, 3] on the four edges of the grid (a quarter on each) over the window."""
+    points = torch.rand(count, 3, device=device) * 2.0 - 1.0
+    edge = torch.arange(count, device=device) % 4  # left, right, top, bottom
+    axis, side = edge // 2, (edge % 2) * 2.0 - 1.0
+    points[axis == 0, 0] = side[axis == 0]
+    points[axis == 1, 1] = side[axis == 1]
+    return points
 
 
 def _checked_weights(weights: Mapping[str, Any]) -> dict[str, float]:
