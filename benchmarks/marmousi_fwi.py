@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         panels.append((label, start, final, true))
         print(f"{label:28s} initial MAE {before[0]:7.1f} m/s SSIM {before[1]:.3f} misfit {before[2]:.2e} | "
               f"final MAE {after[0]:7.1f} m/s SSIM {after[1]:.3f} misfit {after[2]:.2e} | "
-              f"MAE -{100 * results[label]['mae_reduction']:.0f} % | {seconds:.0f} s", flush=True)
+              f"MAE {-100 * results[label]['mae_reduction']:+.0f} % | {seconds:.0f} s", flush=True)
 
     true = panels[0][3]
     starts = np.stack([p[1] for p in panels])
