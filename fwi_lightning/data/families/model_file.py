@@ -10,6 +10,7 @@ validation or test window.
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -202,16 +203,20 @@ class ModelFile(VelocityFamily):
                 f"at {self.spacing} m the model is {model.shape[0]} cells deep, fewer than the survey's nz={nz}",
                 file=str(self.path),
             )
-        setting = "fractions" if self.regions_m is None else "regions_m"
         for split in SPLITS:
             for lo, hi in self.regions(split, model.shape[1]):
                 if hi - lo < nx:
                     raise DataError(
                         f"a {split} region is {hi - lo} columns wide at {self.spacing} m, narrower than the window "
-                        f"(nx={nx}); widen it in '{setting}' or use a smaller survey",
+                        f"(nx={nx}); widen it in '{self.region_setting}' or use a smaller survey",
                         file=str(self.path),
                     )
         return model
+
+    @property
+    def region_setting(self) -> str:
+        """The setting that defines the split regions: ``fractions`` or ``regions_m``."""
+        return "fractions" if self.regions_m is None else "regions_m"
 
     def regions(self, split: str, width: int) -> list[tuple[int, int]]:
         """Column ranges [start, stop) of `split`'s lateral regions in a model `width` columns wide.
@@ -237,7 +242,7 @@ class ModelFile(VelocityFamily):
         nz, nx = self.shape
         starts = [np.arange(lo, hi - nx + 1) for lo, hi in self.regions(split, model.shape[1])]
         if not starts:
-            raise DataError(f"no {split} region in '{'fractions' if self.regions_m is None else 'regions_m'}'", file=str(self.path))
+            raise DataError(f"no {split} region in '{self.region_setting}'", file=str(self.path))
         starts = np.concatenate(starts)
         x0 = int(starts[rng.integers(0, starts.size)])
         z0 = int(rng.integers(0, model.shape[0] - nz + 1)) if self.depth == "random" else 0
@@ -358,16 +363,14 @@ def _regions_m(regions_m: Mapping[str, Sequence[Sequence[float]]]) -> dict[str, 
             raise ConfigError(f"expected a list of [x_start, x_end] pairs in m, got {spans!r}", key=f"regions_m.{split}") from None
         if any(not 0 <= start < end for start, end in extents[split]):
             raise ConfigError(f"expected 0 <= x_start < x_end (m), got {spans!r}", key=f"regions_m.{split}")
-    for i, a in enumerate(SPLITS):
-        for b in SPLITS[i + 1 :]:
-            for s0, e0 in extents.get(a, []):
-                for s1, e1 in extents.get(b, []):
-                    if s0 <= e1 and s1 <= e0:
-                        raise ConfigError(
-                            f"the {a} extent [{s0:g}, {e0:g}] m overlaps the {b} extent [{s1:g}, {e1:g}] m; "
-                            "windows of different splits must not share columns",
-                            key="regions_m",
-                        )
+    spans = [(split, start, end) for split in SPLITS for start, end in extents.get(split, [])]
+    for (a, s0, e0), (b, s1, e1) in itertools.combinations(spans, 2):
+        if a != b and s0 <= e1 and s1 <= e0:
+            raise ConfigError(
+                f"the {a} extent [{s0:g}, {e0:g}] m overlaps the {b} extent [{s1:g}, {e1:g}] m; "
+                "windows of different splits must not share columns",
+                key="regions_m",
+            )
     if not any(extents.values()):
         raise ConfigError("expected at least one extent [x_start, x_end] in m", key="regions_m")
     return extents
