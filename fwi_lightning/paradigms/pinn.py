@@ -176,8 +176,8 @@ class PINN(SurveyFit):
         self.weights = _checked_weights(hp["weights"])
         if hp["wavefield_form"] not in ("total", "scattered"):
             raise ConfigError(f"unknown wavefield form {hp['wavefield_form']!r}; choose total or scattered", key="wavefield_form")
-        scattered = hp["wavefield_form"] == "scattered"
-        if scattered and hp["mode"] != "inversion":
+        self.scattered = hp["wavefield_form"] == "scattered"
+        if self.scattered and hp["mode"] != "inversion":
             raise ConfigError("the scattered wavefield form needs inversion mode (in forward mode the background would be "
                               "the answer)", key="wavefield_form")
         for name, low in (("collocation_points", 1), ("initial_points", 0), ("data_points", 0), ("adaptive_pool", 2),
@@ -189,7 +189,7 @@ class PINN(SurveyFit):
         if isinstance(hp["shot"], bool) or not isinstance(hp["shot"], int) or not 0 <= hp["shot"] < survey.n_shots:
             raise ConfigError(f"expected a shot index in 0..{survey.n_shots - 1}, got {hp['shot']!r}", key="shot")
         self.steps = time_window(self.problem, hp["initial_times_s"], hp["end_time_s"])
-        if scattered and self.steps[0] < 2:  # (the end is at most nt - 1: snapshot nt exists)
+        if self.scattered and self.steps[0] < 2:  # (the end is at most nt - 1: snapshot nt exists)
             raise ConfigError("the scattered form differentiates the background in time: it needs a sample before t1; "
                               "give a later t1", key="initial_times_s")
         v_min, v_max = self.problem.velocity_range
@@ -212,10 +212,10 @@ class PINN(SurveyFit):
         self.register_buffer("reference", torch.zeros(2, nz, nx))  # Simulator in the true model at t_mid, t_end, likewise
         self.register_buffer("amplitude", torch.tensor(1.0))
         self.register_buffer("has_reference", torch.tensor(False))
-        samples = self.steps[-1] - self.steps[0] + 1 if scattered else 0
+        samples = self.steps[-1] - self.steps[0] + 1 if self.scattered else 0
         # u0 and u0_tt / omega^2 in the initial model at every sample of the window, nondimensional
         self.register_buffer("background", torch.zeros(1, 2, samples, nz, nx))
-        if samples:
+        if self.scattered:
             self.wavefield.zero_output()
         self.sampler = CollocationSampler(hp["sampler"], 3, seed=0, pool_size=hp["adaptive_pool"],
                                           refresh_every=hp["adaptive_every"])
@@ -285,7 +285,7 @@ class PINN(SurveyFit):
 
     def wavefield_at(self, points: torch.Tensor) -> torch.Tensor:
         """The nondimensional wavefield at normalised (x, z, tau) points [N, 3] -> [N] (with the background, if scattered)."""
-        if self.background.shape[2]:
+        if self.scattered:
             return self.wavefield(points)[:, 0] + self.background_at(points)[0]
         return self.wavefield(points)[:, 0]
 
@@ -312,7 +312,7 @@ class PINN(SurveyFit):
         velocity = self.velocity_at(points[:, :2].detach())
         laplacian = self.space_factors[0] * second[0] + self.space_factors[1] * second[1]
         acceleration = self.time_factor * second[2]
-        if self.background.shape[2]:  # u = u0 + du, u0_tt = c0^2 lap u0
+        if self.scattered:  # u = u0 + du, u0_tt = c0^2 lap u0
             acceleration_0 = self.background_at(points)[1]
             acceleration = acceleration + acceleration_0
             laplacian = laplacian + acceleration_0 / self.start_at(points[:, :2]).square()
@@ -366,7 +366,7 @@ class PINN(SurveyFit):
             amplitude = snapshots[0].abs().max().clamp_min(1e-30)
             self.amplitude.copy_(amplitude)
             self.snapshots.copy_(snapshots / amplitude)
-            if self.background.shape[2]:
+            if self.scattered:
                 first, last = self.steps[0], self.steps[-1]
                 frames = simulator.snapshots(start[:, 0].float(), list(range(first - 1, last + 2)), shot)[0] / amplitude
                 dt, omega = self.problem.survey.dt, 2.0 * math.pi * self.problem.survey.peak_freq
