@@ -249,6 +249,77 @@ def test_lightning_sets_the_epoch_and_runs_the_device_hook():
     assert train == {0: [0, 1, 2, 3], 1: [4, 5, 6, 7]} and val == {0: [0, 1, 2, 3], 1: [0, 1, 2, 3]}
 
 
+def training_stub(epoch):
+    """A trainer in its training loop at `epoch` (what the device hook reads)."""
+    return SimpleNamespace(**vars(stub_trainer()), training=True, current_epoch=epoch)
+
+
+def test_a_mirrored_sample_is_the_simulation_of_the_mirrored_model():
+    dm = module(mirror=1.0, snr_db=None, families={"curvefault": 1.0})
+    dm.trainer = training_stub(0)
+    raw = next(iter(dm.train_dataloader()))
+    batch = dm.on_after_batch_transfer(dict(raw), 0)
+    assert torch.equal(batch["velocity"], raw["velocity"].flip(-1)) and not torch.equal(batch["velocity"], raw["velocity"])
+    simulated = bandpass(Simulator(SURVEY, (1500.0, 4500.0), "fast", step_buckets=True)(batch["velocity"][:, 0]), 0.002, 2.0, 40.0)
+    assert SURVEY.source_columns == [0, 15]
+    assert torch.allclose(batch["data"], simulated, rtol=0, atol=1e-5 * simulated.abs().max())
+    assert not torch.allclose(raw["data"], simulated, rtol=0, atol=1e-2 * simulated.abs().max())
+
+
+def test_mirroring_draws_per_sample_and_epoch_and_leaves_validation_alone():
+    dm = module(mirror=0.5, cache=True, sizes={"train": 64, "val": 8, "test": 4}, batch_size=64, families={"curvefault": 1.0})
+    raw = next(iter(dm.train_dataloader()))
+    mirrored = {}
+    for epoch in (0, 1):
+        dm.trainer = training_stub(epoch)
+        served = dm.on_after_batch_transfer(dict(raw), 0)["velocity"]
+        mirrored[epoch] = [not torch.equal(s, r) for s, r in zip(served, raw["velocity"])]
+        dm.trainer = training_stub(epoch)  # again: the same draw
+        assert torch.equal(dm.on_after_batch_transfer(dict(raw), 0)["velocity"], served)
+    assert 20 <= sum(mirrored[0]) <= 44 and mirrored[0] != mirrored[1]
+    dm.trainer = SimpleNamespace(**vars(stub_trainer()), training=False, current_epoch=0)
+    val = next(iter(dm.val_dataloader()))
+    assert torch.equal(dm.on_after_batch_transfer(dict(val), 0)["velocity"], val["velocity"])
+
+
+class VelocityRecorder(Recorder):
+    """`Recorder` that keeps the velocity of every batch it is served, by split."""
+
+    def __init__(self, shape):
+        super().__init__(shape)
+        self.velocities = {"train": [], "val": []}
+
+    def training_step(self, batch, _):
+        self.velocities["train"].append(batch["velocity"])
+        return self._loss(batch)
+
+    def validation_step(self, batch, _):
+        self.velocities["val"].append(batch["velocity"])
+
+
+def test_lightning_mirrors_training_batches_only():
+    dm = module(mirror=1.0, sizes={"train": 4, "val": 4, "test": 4}, families={"curvefault": 1.0}, fresh_train=False)
+    model = VelocityRecorder(((2, 120, 16), (1, 16, 16)))
+    fit(dm, model, max_epochs=1)
+    raw = {split: next(iter(dm.dataloader(split)))["velocity"] for split in ("train", "val")}
+    assert torch.equal(model.velocities["train"][0], raw["train"].flip(-1))
+    assert torch.equal(model.velocities["val"][0], raw["val"])
+
+
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        ({"mirror": 1.5}, "chance from 0 to 1"),
+        ({"mirror": 0.5, "survey": Survey(nz=16, nx=70, spacing=10.0, nt=120, dt=0.002)}, r"column 34 mirrors to 35, where no source is"),
+        ({"mirror": 0.5, "survey": Survey(nz=16, nx=16, spacing=10.0, nt=120, dt=0.002, n_shots=2, n_receivers=15)}, "receiver columns"),
+    ],
+)
+def test_mirror_refuses_a_bad_chance_and_an_asymmetric_acquisition(overrides, words):
+    with pytest.raises(ConfigError, match=words) as caught:
+        module(**overrides)
+    assert caught.value.key == "mirror"
+
+
 def write_openfwi(folder, counts=(3, 2), shots=2, nt=50, receivers=8, nz=6, nx=8):
     """Tiny OpenFWI-format pairs data{i}.npy [N, S, T, R] and model{i}.npy [N, 1, NZ, NX]."""
     rng = np.random.default_rng(0)

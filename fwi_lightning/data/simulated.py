@@ -44,6 +44,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from fwi_lightning import registry
+from fwi_lightning.data.augment import check_mirror_symmetric, mirror, mirror_flags
 from fwi_lightning.data.base import OperatorDataModule
 from fwi_lightning.data.families.base import SPLITS, VelocityFamily, sample_rng, sample_seed
 from fwi_lightning.data.normalisation import log_amplitude_range
@@ -231,6 +232,10 @@ class SimulatedDataModule(OperatorDataModule):
         simulate_on: ``auto`` (device when the trainer is on a GPU, else workers),
             ``device`` or ``workers``.
         reference_size: clean training samples the data range is computed from.
+        mirror: chance (0-1) that a training sample is mirrored left-right in an epoch,
+            model and gathers together (`augment.mirror`: exact, no extra simulation),
+            drawn from (seed, index, epoch) alone; cached samples are mirrored in some
+            epochs and not in others. Needs a mirror-symmetric acquisition. 0: never.
 
     Raises:
         ConfigError: invalid sizes, weights, velocity range, survey or processing.
@@ -256,6 +261,7 @@ class SimulatedDataModule(OperatorDataModule):
         fresh_train: bool = True,
         simulate_on: Literal["auto", "device", "workers"] = "auto",
         reference_size: int = 16,
+        mirror: float = 0.0,
     ):
         super().__init__()
         if len(velocity_range) != 2:
@@ -279,6 +285,11 @@ class SimulatedDataModule(OperatorDataModule):
         if simulate_on not in ("auto", "device", "workers"):
             raise ConfigError(f"expected auto, device or workers, got {simulate_on!r}", key="simulate_on")
         self.batch_size, self.num_workers, self.reference_size = batch_size, num_workers, reference_size
+        if isinstance(mirror, bool) or not isinstance(mirror, (int, float)) or not 0.0 <= mirror <= 1.0:
+            raise ConfigError(f"expected a chance from 0 to 1, got {mirror!r}", key="mirror")
+        if mirror > 0:
+            check_mirror_symmetric(simulator.survey)
+        self.mirror = float(mirror)
         self.cache, self.fresh_train, self.simulate_on = bool(cache), bool(fresh_train) and not cache, simulate_on
         self._cached: dict[str, CachedDataset] = {}
         self.index_weights: Optional[dict[int, float]] = None
@@ -512,15 +523,19 @@ class SimulatedDataModule(OperatorDataModule):
 
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
         """Finish a batch on its device: simulate it if it is velocity-only (one batched
-        deepwave call), then apply the operator's processing with the current knobs
-        (band-pass, aperture, noise from the per-sample ``noise_seed``, which is dropped).
-        A batch without ``noise_seed`` is already finished and comes back unchanged."""
+        deepwave call), mirror training samples (``mirror``), then apply the operator's
+        processing with the current knobs (band-pass, aperture, noise from the per-sample
+        ``noise_seed``, which is dropped). A batch without ``noise_seed`` is already
+        finished and comes back unchanged."""
         if "noise_seed" not in batch:
             return batch
         out = dict(batch)
         seeds = out.pop("noise_seed")
         with torch.no_grad():
             clean = out["data"] if "data" in out else self.operator.simulate(out["velocity"])
+            if self.mirror > 0 and self.trainer is not None and self.trainer.training:
+                flags = mirror_flags(self.seed, out["index"].tolist(), self.trainer.current_epoch, self.mirror)
+                out["velocity"], clean = mirror(out["velocity"], clean, flags)
             out["data"] = self.operator.process(clean, seeds.tolist())
         return out
 
