@@ -32,7 +32,7 @@ def velocity_extent(problem: Problem) -> tuple[float, float, float, float]:
 
 
 def velocity_comparison(problem: Problem, true: np.ndarray, predicted: np.ndarray, data: np.ndarray | None = None,
-                        title: str = "") -> Figure:
+                        title: str = "", row_labels: Sequence[str] | None = None) -> Figure:
     """One row per sample: true, predicted, predicted - true velocity, and the middle shot gather.
 
     Args:
@@ -40,6 +40,8 @@ def velocity_comparison(problem: Problem, true: np.ndarray, predicted: np.ndarra
         true, predicted: [N, NZ, NX] velocity in m/s.
         data: [N, S, T, R] raw amplitudes, or None to leave the gather column out.
         title: figure title.
+        row_labels: [N] names of the rows (e.g. methods), shown over their predicted
+            panels instead of "predicted"; None: "predicted".
     """
     n = len(true)
     columns = 4 if data is not None else 3
@@ -51,7 +53,8 @@ def velocity_comparison(problem: Problem, true: np.ndarray, predicted: np.ndarra
     error = predicted - true
     limit = max(float(np.abs(error).max()), 1e-6)
     for row in range(n):
-        panels = [(true[row], "true", "viridis", v_min, v_max), (predicted[row], "predicted", "viridis", v_min, v_max),
+        name = row_labels[row] if row_labels is not None else "predicted"
+        panels = [(true[row], "true", "viridis", v_min, v_max), (predicted[row], name, "viridis", v_min, v_max),
                   (error[row], "predicted - true", "RdBu_r", -limit, limit)]
         for col, (image, label, cmap, lo, hi) in enumerate(panels):
             ax = axes[row, col]

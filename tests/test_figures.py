@@ -78,6 +78,15 @@ def test_comparison_axes_are_in_km_seconds_and_m_per_s():
     assert first.get_clim() == (1500.0, 4500.0)
 
 
+def test_comparison_names_each_row_over_its_predicted_panel():
+    problem = SyntheticDataModule(sizes=(2, 2, 2)).problem
+    true = np.full((2, 16, 16), 2000.0)
+    titles = [ax.get_title() for ax in plotting.velocity_comparison(problem, true, true, row_labels=["fwi", "refined"]).axes]
+    assert [t for t in titles if t not in ("", "true", "predicted - true")] == ["fwi", "refined"]
+    titles = [ax.get_title() for ax in plotting.velocity_comparison(problem, true, true).axes]
+    assert titles.count("predicted") == 2
+
+
 def test_agc_shows_a_weak_late_arrival_at_the_scale_of_the_direct_wave():
     # Alternating +-a samples have RMS a: 100x apart before the gain, both at unit RMS after.
     dt, n = 0.002, 200  # window 0.1 s: 25 samples either side
