@@ -21,7 +21,6 @@ The `openfwi` data module reads the folder as it is (``data_dir: OUT_DIR``).
 from __future__ import annotations
 
 import json
-import multiprocessing
 from pathlib import Path
 from typing import Any
 
@@ -120,14 +119,11 @@ def simulate_rows(datamodule: Any, split: str, start: int, stop: int, advance=la
     import torch
     from torch.utils.data import DataLoader, Subset
 
-    from fwi_lightning.data.simulated import BatchCollate, init_worker
+    from fwi_lightning.data.simulated import BatchCollate, worker_options
 
     dataset = datamodule.velocity_dataset(split, datamodule.configured_probabilities[split])
-    workers = datamodule.num_workers
-    context = "fork" if workers and "fork" in multiprocessing.get_all_start_methods() else None
     loader = DataLoader(Subset(dataset, range(start, stop)), batch_size=datamodule.batch_size, shuffle=False,
-                        collate_fn=BatchCollate(None if device else datamodule.operator), num_workers=workers,
-                        worker_init_fn=init_worker if workers else None, multiprocessing_context=context)
+                        collate_fn=BatchCollate(None if device else datamodule.operator), **worker_options(datamodule.num_workers))
     data, models = [], []
     with torch.no_grad():
         for batch in loader:

@@ -182,6 +182,13 @@ def init_worker(worker_id: int) -> None:
     libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024)
 
 
+def worker_options(workers: int) -> dict[str, Any]:
+    """DataLoader arguments for `workers` simulating processes: each set up by `init_worker`,
+    forked where the platform can (they inherit the operator instead of unpickling it)."""
+    context = "fork" if workers and "fork" in multiprocessing.get_all_start_methods() else None
+    return {"num_workers": workers, "worker_init_fn": init_worker if workers else None, "multiprocessing_context": context}
+
+
 class SimulatedDataModule(OperatorDataModule):
     """Velocity families simulated on the fly with deepwave: unlimited, deterministic, no disk.
 
@@ -487,13 +494,8 @@ class SimulatedDataModule(OperatorDataModule):
         sampler = SampleSampler(self.sizes[split], rank, world, fresh=self.fresh_train and split == "train")
         if knobs:
             sampler.key = functools.partial(self._sample_key, split, sampler)
-        workers = self.num_workers
-        context = "fork" if workers and "fork" in multiprocessing.get_all_start_methods() else None
-        return ResumableLoader(
-            dataset, sampler, self.batch_size, seed=self.seed, num_workers=workers,
-            collate_fn=BatchCollate(operator), worker_init_fn=init_worker if workers else None,
-            multiprocessing_context=context,
-        )
+        return ResumableLoader(dataset, sampler, self.batch_size, seed=self.seed, collate_fn=BatchCollate(operator),
+                               **worker_options(self.num_workers))
 
     def dataloader(self, split: str) -> DataLoader:
         """The loader of `split` for this rank: batches with clean gathers (processed in
