@@ -20,7 +20,7 @@ from fwi_lightning.errors import ConfigError
 from fwi_lightning.physics.survey import Survey
 
 
-def check_mirror_symmetric(survey: Survey, key: str = "mirror") -> None:
+def check_mirror_symmetric(survey: Survey) -> None:
     """Refuse a survey whose sources or receivers are not mirror-symmetric about the grid's centre.
 
     Raises:
@@ -28,12 +28,13 @@ def check_mirror_symmetric(survey: Survey, key: str = "mirror") -> None:
     """
     last = survey.nx - 1
     for kind, columns in (("source", survey.source_columns), ("receiver", survey.receiver_columns)):
-        lonely = [c for c in columns if last - c not in set(columns)]
+        present = set(columns)
+        lonely = [c for c in columns if last - c not in present]
         if lonely:
             raise ConfigError(
                 f"the mirror augmentation needs a mirror-symmetric acquisition, but the {kind} columns {list(columns)} "
                 f"are not (column {lonely[0]} mirrors to {last - lonely[0]}, where no {kind} is); "
-                f"give symmetric survey.{kind}_x positions or set {key}: 0", key=key)
+                f"give symmetric survey.{kind}_x positions or set mirror: 0", key="mirror")
 
 
 def mirror_flags(seed: int, indices: Sequence[int], epoch: int, chance: float) -> list[bool]:
